@@ -1,0 +1,131 @@
+"""The typed config schema, registered with Hydra's ConfigStore.
+
+Every key a recipe or override may set is declared here, so a misspelled key or a
+value of the wrong type is rejected when the config is composed, before any work
+starts. Fixed choices are enums: OmegaConf then names the valid values itself.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+SCHEMA_NAME = "jaxfw_schema"
+
+
+class ProgressMode(str, Enum):
+    auto = "auto"  # a live bar on a TTY, plain log lines otherwise
+    bar = "bar"
+    log = "log"
+    off = "off"
+
+
+class OptimizerName(str, Enum):
+    sgd = "sgd"
+    adam = "adam"
+    adamw = "adamw"
+
+
+class WeightDecayMask(str, Enum):
+    kernels = "kernels"  # decay weight matrices and conv kernels, not biases or norm scales
+    all = "all"
+
+
+class ScheduleName(str, Enum):
+    constant = "constant"
+    warmup_cosine = "warmup_cosine"
+    warmup_linear = "warmup_linear"
+
+
+class DataSource(str, Enum):
+    digits = "digits"
+    breast_cancer = "breast_cancer"
+    npz = "npz"
+
+
+class TaskName(str, Enum):
+    classification = "classification"
+
+
+class MetricMode(str, Enum):
+    max = "max"
+    min = "min"
+
+
+@dataclass
+class TrainerConfig:
+    steps: int = 2000  # total number of optimizer steps
+    batch_size: int = 128
+    eval_every: int = 500  # steps between evaluations on the full validation split
+    eval_batch_size: int = 512
+    log_every: int = 100  # steps between metric fetches (the only host syncs in the loop)
+    progress: ProgressMode = ProgressMode.auto
+
+
+@dataclass
+class OptimizerConfig:
+    name: OptimizerName = OptimizerName.adam
+    lr: float = 1e-3  # peak learning rate; the schedule shapes it
+    momentum: float = 0.0  # sgd only
+    nesterov: bool = False  # sgd only
+    b1: float = 0.9
+    b2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # decoupled (adamw) or added to the gradient (sgd, adam)
+    weight_decay_mask: WeightDecayMask = WeightDecayMask.kernels
+    clip_grad_norm: float | None = None  # clip by global norm before the update
+
+
+@dataclass
+class ScheduleConfig:
+    name: ScheduleName = ScheduleName.constant
+    warmup_steps: int = 0
+    final_lr_fraction: float = 0.0  # lr at the last step, as a fraction of the peak
+
+
+@dataclass
+class DataConfig:
+    source: DataSource = DataSource.digits
+    path: str | None = None  # file for file-based sources (npz)
+    test_fraction: float = 0.2  # stratified held-out test split, fixed by the seed
+    val_fraction: float = 0.1  # of the rest, held out for evaluation during training
+    scale: float = 1.0  # multiply inputs (before standardize)
+    standardize: bool = False  # z-score features with train-split statistics
+
+
+@dataclass
+class TaskConfig:
+    name: TaskName = TaskName.classification
+    label_smoothing: float = 0.0
+    best_metric: str = "eval/accuracy"  # tracked as the run's best metric
+    best_mode: MetricMode = MetricMode.max
+
+
+@dataclass
+class LoggerConfig:
+    enabled: bool = True  # write config.yaml, run.json and metrics into the run dir
+    jsonl: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class Config:
+    name: str = MISSING  # the recipe's name; groups runs under runs/<name>/
+    seed: int = 0
+    run_dir: str = "runs/${name}/${now:%Y-%m-%d_%H-%M-%S}-${jaxfw.unique:}"
+    # A Flax module by `_target_` plus its constructor arguments. `num_outputs: ???`
+    # is filled from the data (number of classes) before the model is built.
+    model: Any = MISSING
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+def register_schema() -> None:
+    """Store the schema as the first entry of conf/config.yaml's defaults list."""
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=Config)

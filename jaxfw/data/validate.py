@@ -1,0 +1,97 @@
+"""Checks that raw arrays form a usable classification dataset, and converts their dtypes.
+
+Runs on every source, bundled ones included, so a user's file and a shipped dataset are
+held to the same contract: float32 inputs [n, ...], int32 labels 0..C-1, at least 2 classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from jaxfw.data.sources import RawData
+from jaxfw.errors import UserError
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def checked_inputs(raw: RawData) -> np.ndarray:
+    """The inputs as float32 [n, ...], after checking their shape, dtype and finiteness."""
+    inputs = raw.inputs
+    if inputs.ndim < 2:
+        raise UserError(
+            f"Array 'inputs' in {raw.origin} has shape {inputs.shape}; it needs shape "
+            "[n, features...] with at least 2 dimensions."
+        )
+    if not (
+        np.issubdtype(inputs.dtype, np.integer)
+        or np.issubdtype(inputs.dtype, np.floating)
+        or inputs.dtype == np.bool_
+    ):
+        raise UserError(
+            f"Array 'inputs' in {raw.origin} has dtype {inputs.dtype}; it needs a numeric dtype "
+            "(integer or float)."
+        )
+    converted = inputs.astype(np.float32)
+    finite = np.isfinite(converted)
+    if not finite.all():
+        example = int(np.argwhere(~finite)[0][0])
+        raise UserError(
+            f"Array 'inputs' in {raw.origin} has {int((~finite).sum())} non-finite values "
+            f"(NaN, inf or beyond float32 range), the first in example {example}; "
+            "clean or impute them first."
+        )
+    return converted
+
+
+def checked_targets(raw: RawData) -> tuple[np.ndarray, int]:
+    """The labels as int32 [n] and the number of classes (max label + 1)."""
+    targets = raw.targets
+    if targets.ndim != 1:
+        raise UserError(
+            f"Array 'targets' in {raw.origin} has shape {targets.shape}; it needs shape [n] "
+            "of integer class labels (not one-hot)."
+        )
+    if len(targets) != len(raw.inputs):
+        raise UserError(
+            f"{raw.subject} has {len(raw.inputs)} inputs but "
+            f"{len(targets)} targets; both arrays need the same first dimension."
+        )
+    if len(targets) == 0:
+        raise UserError(f"{raw.subject} holds no examples.")
+
+    is_int = np.issubdtype(targets.dtype, np.integer) or targets.dtype == np.bool_
+    if not is_int:
+        if not np.issubdtype(targets.dtype, np.floating):
+            raise UserError(
+                f"Array 'targets' in {raw.origin} has dtype {targets.dtype}; labels must be "
+                "integers 0..C-1."
+            )
+        # Whole-valued floats (labels saved from pandas, say) are accepted as integers.
+        fractional = ~np.isfinite(targets) | (targets != np.round(targets))
+        if fractional.any():
+            example = int(np.flatnonzero(fractional)[0])
+            raise UserError(
+                f"Array 'targets' in {raw.origin} holds the non-integer label "
+                f"{targets[example].item()!r} (example {example}); labels must be integers 0..C-1."
+            )
+    negative = targets < 0
+    if negative.any():
+        example = int(np.flatnonzero(negative)[0])
+        raise UserError(
+            f"Array 'targets' in {raw.origin} holds the negative label {targets[example].item()!r} "
+            f"(example {example}); labels must be integers 0..C-1."
+        )
+    largest = targets.max()
+    if largest > _INT32_MAX:
+        raise UserError(
+            f"Array 'targets' in {raw.origin} holds the label {largest.item()!r}, too large for a "
+            "class index; labels must be integers 0..C-1."
+        )
+    labels = targets.astype(np.int32)
+    present = np.unique(labels)
+    if len(present) < 2:
+        raise UserError(
+            f"Array 'targets' in {raw.origin} has only 1 class (label {int(present[0])}); "
+            "classification needs at least 2 classes."
+        )
+    return labels, int(largest) + 1
