@@ -1,0 +1,25 @@
+"""jaxfw: a functional JAX training framework.
+
+Notebook use:
+    cfg = jaxfw.compose("digits_mlp", ["trainer.steps=200"])
+    result = jaxfw.train(cfg)          # result.state, result.history, result.run_dir
+"""
+
+from typing import Any
+
+__version__ = "0.1.0"
+__all__ = ["TrainResult", "compose", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `import jaxfw` stays cheap and `python -m jaxfw.train` (the CLI module
+    # of the same name as the `train` function) does not import itself twice.
+    if name == "compose":
+        from jaxfw.config.compose import compose
+
+        return compose
+    if name in ("train", "TrainResult"):
+        from jaxfw import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'jaxfw' has no attribute {name!r}")

@@ -99,7 +99,14 @@ def translate_config_error(exc: BaseException) -> UserError:
             return _unknown_key(cause)
         if isinstance(cause, ValidationError) and cause.full_key:
             return _bad_value(cause)
+    message = _first_line(str(exc))
+    if message.startswith("Ambiguous value for argument"):
+        override = message.split("'")[1]
+        return UserError(
+            f"'{override}' gives several values; add -m (multirun) to sweep over them, "
+            "or give one value."
+        )
     for cause in _causes(exc):
         if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
             return UserError(f"Invalid config at '{cause.full_key}': {_first_line(str(cause.msg))}.")
-    return UserError(f"Invalid config: {_first_line(str(exc))}")
+    return UserError(f"Invalid config: {message}")
