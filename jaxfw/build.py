@@ -26,7 +26,8 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
 
 def build_model(model_cfg: DictConfig, num_outputs: int) -> ModelFns:
     """Instantiate the model's `_target_`; `num_outputs: ???` is filled from the data."""
-    if "num_outputs" in model_cfg.keys() and OmegaConf.is_missing(model_cfg, "num_outputs"):
+    # `in model_cfg` is False for a missing (???) value; keys() lists it.
+    if "num_outputs" in model_cfg.keys() and OmegaConf.is_missing(model_cfg, "num_outputs"):  # noqa: SIM118
         model_cfg.num_outputs = num_outputs
     target = model_cfg.get("_target_")
     try:

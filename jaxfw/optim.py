@@ -33,7 +33,8 @@ def make_schedule(cfg: Any, peak_lr: float, total_steps: int) -> optax.Schedule:
             boundaries=[warmup],
         )
     raise UserError(
-        f"Unknown schedule.name '{cfg.name}'; valid choices: constant, warmup_cosine, warmup_linear."
+        f"Unknown schedule.name '{cfg.name}'; "
+        "valid choices: constant, warmup_cosine, warmup_linear."
     )
 
 
@@ -53,7 +54,12 @@ def make_optimizer(cfg: Any, schedule: optax.Schedule) -> optax.GradientTransfor
     if cfg.name == "adamw":
         parts.append(
             optax.adamw(
-                schedule, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay, mask=mask
+                schedule,
+                b1=cfg.b1,
+                b2=cfg.b2,
+                eps=cfg.eps,
+                weight_decay=cfg.weight_decay,
+                mask=mask,
             )
         )
         return optax.chain(*parts)

@@ -39,9 +39,7 @@ def make_train_step(
             loss, aux = task.loss(outputs, batch)
             return loss, (aux, model_state)
 
-        (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            state.params
-        )
+        (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         new_state = state.replace(
             step=state.step + 1,

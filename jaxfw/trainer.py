@@ -1,7 +1,7 @@
 """The training loop: the one place with side effects.
 
-    config -> data, model, task, optimizer -> compiled steps -> loop
-    (log every `log_every` steps, evaluate every `eval_every`, test at the end)
+config -> data, model, task, optimizer -> compiled steps -> loop
+(log every `log_every` steps, evaluate every `eval_every`, test at the end)
 """
 
 import logging
@@ -49,7 +49,9 @@ class _BestTracker:
         if self.metric not in metrics:
             return
         value = metrics[self.metric]
-        better = self.value is None or (value > self.value if self.mode == "max" else value < self.value)
+        better = self.value is None or (
+            value > self.value if self.mode == "max" else value < self.value
+        )
         if better:
             self.value, self.step = value, step
 

@@ -49,8 +49,8 @@ def _unknown_key(err: ConfigKeyError | ConfigAttributeError) -> UserError:
         valid = [f.name for f in dataclasses.fields(owner)]
         where = f"under '{parent}'" if parent else "at the top level"
         return UserError(
-            f"Unknown config key '{full_key}'{_did_you_mean(key, valid, parent)}; valid keys {where}: "
-            f"{', '.join(valid)}."
+            f"Unknown config key '{full_key}'{_did_you_mean(key, valid, parent)}; "
+            f"valid keys {where}: {', '.join(valid)}."
         )
     return UserError(
         f"Unknown config key '{full_key}'; to add a new key (e.g. a model constructor "
@@ -108,5 +108,7 @@ def translate_config_error(exc: BaseException) -> UserError:
         )
     for cause in _causes(exc):
         if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
-            return UserError(f"Invalid config at '{cause.full_key}': {_first_line(str(cause.msg))}.")
+            return UserError(
+                f"Invalid config at '{cause.full_key}': {_first_line(str(cause.msg))}."
+            )
     return UserError(f"Invalid config: {message}")

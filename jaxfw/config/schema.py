@@ -15,41 +15,41 @@ from omegaconf import MISSING
 SCHEMA_NAME = "jaxfw_schema"
 
 
-class ProgressMode(str, Enum):
+class ProgressMode(Enum):
     auto = "auto"  # a live bar on a TTY, plain log lines otherwise
     bar = "bar"
     log = "log"
     off = "off"
 
 
-class OptimizerName(str, Enum):
+class OptimizerName(Enum):
     sgd = "sgd"
     adam = "adam"
     adamw = "adamw"
 
 
-class WeightDecayMask(str, Enum):
+class WeightDecayMask(Enum):
     kernels = "kernels"  # decay weight matrices and conv kernels, not biases or norm scales
     all = "all"
 
 
-class ScheduleName(str, Enum):
+class ScheduleName(Enum):
     constant = "constant"
     warmup_cosine = "warmup_cosine"
     warmup_linear = "warmup_linear"
 
 
-class DataSource(str, Enum):
+class DataSource(Enum):
     digits = "digits"
     breast_cancer = "breast_cancer"
     npz = "npz"
 
 
-class TaskName(str, Enum):
+class TaskName(Enum):
     classification = "classification"
 
 
-class MetricMode(str, Enum):
+class MetricMode(Enum):
     max = "max"
     min = "min"
 

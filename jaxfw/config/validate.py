@@ -18,9 +18,9 @@ def _check_no_extra_keys(node: DictConfig, schema: type, prefix: str) -> None:
     for key in node:
         full = f"{prefix}{key}"
         if key not in fields:
+            where = f"under '{prefix.rstrip('.')}'" if prefix else "at the top level"
             raise UserError(
-                f"Unknown config key '{full}'; valid keys under '{prefix.rstrip('.') or 'the top level'}': "
-                f"{', '.join(fields)}."
+                f"Unknown config key '{full}'; valid keys {where}: {', '.join(fields)}."
             )
         sub_schema = fields[key].type
         if dataclasses.is_dataclass(sub_schema) and isinstance(node[key], DictConfig):
@@ -32,7 +32,9 @@ def _check_missing(node: DictConfig, prefix: str = "") -> None:
         full = f"{prefix}{key}"
         if OmegaConf.is_missing(node, key):
             if full not in FILLED_LATER:
-                raise UserError(f"The config needs a value for '{full}': set it with {full}=<value>.")
+                raise UserError(
+                    f"The config needs a value for '{full}': set it with {full}=<value>."
+                )
         elif isinstance(node[key], DictConfig):
             _check_missing(node[key], f"{full}.")
 
@@ -64,7 +66,9 @@ def validate_config(cfg: DictConfig) -> None:
             raise UserError(f"Invalid value {value!r} for '{key}': must be {allowed}.")
     clip = cfg.optimizer.clip_grad_norm
     if clip is not None and clip <= 0:
-        raise UserError(f"Invalid value {clip!r} for 'optimizer.clip_grad_norm': must be > 0 or null.")
+        raise UserError(
+            f"Invalid value {clip!r} for 'optimizer.clip_grad_norm': must be > 0 or null."
+        )
     if not isinstance(cfg.model, DictConfig) or "_target_" not in cfg.model:
         raise UserError(
             "The config's 'model' needs a '_target_' naming a Flax module class "

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from jaxfw.tasks.classification import Classification, finalize_metrics
 from jaxfw.errors import UserError
+from jaxfw.tasks.classification import Classification, finalize_metrics
 
 TASKS = ("classification",)
 
