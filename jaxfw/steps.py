@@ -51,7 +51,7 @@ def make_train_step(
             "loss": loss,
             **aux,
             "lr": schedule(state.step),
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
         }
         return new_state, metrics
 

@@ -1,0 +1,171 @@
+"""The numeric core: model adapter, task, optimizers, schedules and the pure steps."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from omegaconf import OmegaConf
+
+from jaxfw.models import MLP, ModelFns
+from jaxfw.optim import make_optimizer, make_schedule
+from jaxfw.state import create_train_state
+from jaxfw.steps import compile_steps, make_eval_step
+from jaxfw.tasks import Classification, finalize_metrics
+
+
+def _batch(n=32, features=8, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "inputs": rng.normal(size=(n, features)).astype(np.float32),
+        "targets": rng.integers(0, classes, size=n).astype(np.int32),
+    }
+
+
+def _optimizer_cfg(**overrides):
+    base = dict(
+        name="adam", lr=1e-2, momentum=0.0, nesterov=False, b1=0.9, b2=0.999, eps=1e-8,
+        weight_decay=0.0, weight_decay_mask="kernels", clip_grad_norm=None,
+    )  # fmt: skip
+    return OmegaConf.create({**base, **overrides})
+
+
+def _schedule_cfg(name="constant", warmup_steps=0, final_lr_fraction=0.0):
+    return OmegaConf.create(
+        dict(name=name, warmup_steps=warmup_steps, final_lr_fraction=final_lr_fraction)
+    )
+
+
+def _host(x):
+    is_key = jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+    return np.asarray(jax.random.key_data(x) if is_key else x)
+
+
+def _setup(opt=None, schedule=None, dropout=0.0):
+    model = ModelFns(MLP(num_outputs=3, hidden=(16,), dropout=dropout))
+    task = Classification(num_classes=3)
+    schedule = schedule or make_schedule(_schedule_cfg(), 1e-2, 100)
+    tx = make_optimizer(opt or _optimizer_cfg(), schedule)
+    state = jax.jit(lambda rng, b: create_train_state(model, tx, rng, b))(
+        jax.random.key(0), _batch()
+    )
+    return model, task, tx, schedule, state
+
+
+def test_train_step_is_deterministic_and_donates_the_state():
+    model, task, tx, schedule, state = _setup(dropout=0.5)
+    steps = compile_steps(model, task, tx, schedule)
+    copy = jax.tree.map(jnp.copy, state)
+    out1, m1 = steps.train(state, _batch())
+    assert all(leaf.is_deleted() for leaf in jax.tree.leaves(state.params))
+    out2, m2 = steps.train(copy, _batch())
+    for a, b in zip(jax.tree.leaves(out1), jax.tree.leaves(out2), strict=True):
+        np.testing.assert_array_equal(_host(a), _host(b))
+    assert int(out1.step) == 1 and float(m1["loss"]) == float(m2["loss"])
+
+
+def test_training_reduces_the_loss_and_logs_the_scheduled_lr():
+    schedule = make_schedule(_schedule_cfg("warmup_cosine", 5), 1e-2, 50)
+    model, task, tx, _, state = _setup(schedule=schedule)
+    steps = compile_steps(model, task, tx, schedule)
+    batch = _batch()
+    losses, lrs = [], []
+    for _ in range(50):
+        state, metrics = steps.train(state, batch)
+        losses.append(float(metrics["loss"]))
+        lrs.append(float(metrics["lr"]))
+    assert losses[-1] < 0.7 * losses[0]
+    assert lrs == pytest.approx([float(schedule(i)) for i in range(50)], rel=1e-5, abs=1e-9)
+    assert lrs[0] == 0.0 and lrs[5] == pytest.approx(1e-2)
+
+
+def test_masked_eval_counts_only_real_examples():
+    model, task, _, _, state = _setup()
+    eval_step = jax.jit(make_eval_step(model, task))
+    real = _batch(n=20)
+    padded = {
+        "inputs": np.concatenate([real["inputs"], np.full((12, 8), 99.0, np.float32)]),
+        "targets": np.concatenate([real["targets"], np.zeros(12, np.int32)]),
+        "mask": np.concatenate([np.ones(20, np.float32), np.zeros(12, np.float32)]),
+    }
+    unpadded = {**real, "mask": np.ones(20, np.float32)}
+    a = finalize_metrics(jax.device_get(eval_step(state, padded)))
+    b = finalize_metrics(jax.device_get(eval_step(state, unpadded)))
+    assert a == pytest.approx(b, rel=1e-6)
+    assert float(eval_step(state, padded)["count"]) == 20
+
+
+def test_schedules_have_the_configured_shape():
+    cosine = make_schedule(_schedule_cfg("warmup_cosine", 10, 0.1), 1.0, 100)
+    assert float(cosine(0)) == 0.0
+    assert float(cosine(10)) == pytest.approx(1.0)
+    assert float(cosine(100)) == pytest.approx(0.1)
+    assert float(cosine(55)) == pytest.approx(0.55, abs=1e-3)  # cosine midpoint
+    linear = make_schedule(_schedule_cfg("warmup_linear", 10, 0.0), 1.0, 110)
+    assert float(linear(5)) == pytest.approx(0.5)
+    assert float(linear(60)) == pytest.approx(0.5)
+    short = make_schedule(_schedule_cfg("warmup_cosine", 100), 1.0, 10)  # warmup > run
+    assert float(short(10)) == pytest.approx(1.0)
+
+
+def _params():
+    return {"dense": {"kernel": jnp.ones((4, 3)), "bias": jnp.ones((3,))}}
+
+
+def test_adamw_decays_kernels_but_not_biases():
+    tx = make_optimizer(
+        _optimizer_cfg(name="adamw", lr=0.1, weight_decay=0.5), optax.constant_schedule(0.1)
+    )
+    params = _params()
+    zero_grads = jax.tree.map(jnp.zeros_like, params)
+    updates, _ = tx.update(zero_grads, tx.init(params), params)
+    new = optax.apply_updates(params, updates)
+    np.testing.assert_allclose(new["dense"]["kernel"], 1.0 - 0.1 * 0.5)
+    np.testing.assert_array_equal(new["dense"]["bias"], 1.0)
+    all_tx = make_optimizer(
+        _optimizer_cfg(name="adamw", lr=0.1, weight_decay=0.5, weight_decay_mask="all"),
+        optax.constant_schedule(0.1),
+    )
+    updates, _ = all_tx.update(zero_grads, all_tx.init(params), params)
+    np.testing.assert_allclose(optax.apply_updates(params, updates)["dense"]["bias"], 0.95)
+
+
+def test_sgd_momentum_and_gradient_clipping():
+    cfg = _optimizer_cfg(name="sgd", lr=0.1, momentum=0.9, clip_grad_norm=1.0)
+    tx = make_optimizer(cfg, optax.constant_schedule(0.1))
+    params = {"w": jnp.zeros((4,))}
+    grads = {"w": jnp.full((4,), 10.0)}  # global norm 20 -> clipped to 1
+    state = tx.init(params)
+    first, state = tx.update(grads, state, params)
+    second, _ = tx.update(grads, state, params)
+    clipped = 10.0 / 20.0
+    np.testing.assert_allclose(first["w"], -0.1 * clipped, rtol=1e-6)
+    np.testing.assert_allclose(second["w"], -0.1 * clipped * 1.9, rtol=1e-6)
+
+
+class _NoTrainArg(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(2)(x)
+
+
+class _WithBatchNorm(nn.Module):
+    @nn.compact
+    def __call__(self, x, *, train: bool):
+        x = nn.BatchNorm(use_running_average=not train)(x)
+        return nn.Dense(2)(x)
+
+
+def test_adapter_accepts_modules_without_train_and_returns_batch_stats():
+    batch = _batch(n=16, features=4)
+    plain = ModelFns(_NoTrainArg())
+    variables = plain.init(jax.random.key(0), batch)
+    outputs, state = plain.apply(variables, batch, train=True)
+    assert outputs.shape == (16, 2) and state == {}
+    norm = ModelFns(_WithBatchNorm())
+    variables = norm.init(jax.random.key(0), batch)
+    _, new_state = norm.apply(variables, batch, train=True)
+    before = variables["batch_stats"]["BatchNorm_0"]["mean"]
+    after = new_state["batch_stats"]["BatchNorm_0"]["mean"]
+    assert not np.allclose(before, after)
