@@ -92,9 +92,12 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
         return sharding.put_batch(batch, batch_sharding)
 
     batches = train_iterator(data.train, trainer_cfg.batch_size, cfg.seed)
-    first_batch = next(batches)
+    example = {  # shapes for initialisation; the stream itself stays untouched
+        "inputs": data.train.inputs[: trainer_cfg.batch_size],
+        "targets": data.train.targets[: trainer_cfg.batch_size],
+    }
     init = jax.jit(partial(create_train_state, model, tx), out_shardings=sharding.replicated(mesh))
-    state = init(jax.random.key(cfg.seed), put(first_batch))
+    state = init(jax.random.key(cfg.seed), put(example))
     steps = compile_steps(model, task, tx, schedule)
 
     outputs = RunOutputs(run_dir, cfg)
@@ -106,7 +109,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     )
     log.info("run dir: %s", run_dir)
     try:
-        state, best, final = _loop(cfg, state, steps, data, first_batch, batches, put, outputs)
+        state, best, final = _loop(cfg, state, steps, data, batches, put, outputs)
     except BaseException as exc:
         status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         outputs.finish(status, error=f"{type(exc).__name__}: {exc}")
@@ -122,7 +125,6 @@ def _loop(
     state: TrainState,
     steps: Steps,
     data: DataBundle,
-    first_batch: dict,
     batches: Any,
     put: Any,
     outputs: RunOutputs,
@@ -140,15 +142,13 @@ def _loop(
 
     progress.start(0)
     pending: list[dict[str, jax.Array]] = []
-    batch = first_batch
     last_log_time, last_log_step = None, 0
     eval_metrics: dict[str, float] = {}
     start = time.perf_counter()
     for step in range(1, tc.steps + 1):
-        state, metrics = steps.train(state, put(batch))
+        # Dispatch is asynchronous: the next batch is read while the device computes.
+        state, metrics = steps.train(state, put(next(batches)))
         pending.append(metrics)
-        if step < tc.steps:
-            batch = next(batches)  # prepared on the host while the device computes
         if last_log_time is None:
             # Compilation happens in the first step: time it apart from throughput.
             jax.block_until_ready(metrics)

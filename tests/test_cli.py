@@ -239,8 +239,15 @@ def test_multirun_sweep_makes_one_run_dir_per_value(tmp_path: Path) -> None:
         (["trainer.steps=0"], ["trainer.steps", "0"]),
         (["-m", "optimizer.lr=1e-3,abc"], ["optimizer.lr", "abc"]),
     ],
-    ids=["typo-key", "bad-int", "unknown-optimizer", "missing-npz", "unknown-recipe",
-         "out-of-range", "bad-sweep-value"],
+    ids=[
+        "typo-key",
+        "bad-int",
+        "unknown-optimizer",
+        "missing-npz",
+        "unknown-recipe",
+        "out-of-range",
+        "bad-sweep-value",
+    ],
 )
 def test_user_error_is_one_line_exit_2(
     tmp_path: Path, args: list[str], must_mention: list[str]
@@ -386,9 +393,9 @@ def test_progress_without_tty_prints_plain_lines(tmp_path: Path) -> None:
     out = proc.stdout + proc.stderr
     assert not ANSI.search(out), "ANSI escape sequences in non-TTY output"
     for step in (10, 20, 30):
-        assert re.search(
-            rf"^step {step}/30  .*train/loss \d", proc.stderr, re.MULTILINE
-        ), _describe(proc)
+        assert re.search(rf"^step {step}/30  .*train/loss \d", proc.stderr, re.MULTILINE), (
+            _describe(proc)
+        )
     assert "done: step 30/30" in proc.stderr
 
     # Default run directory: runs/<name>/<timestamp>-<hex> under the working directory.
