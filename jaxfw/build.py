@@ -33,7 +33,9 @@ def build_model(model_cfg: DictConfig, num_outputs: int) -> ModelFns:
     try:
         module: Any = instantiate(model_cfg, _convert_="all")
     except InstantiationException as exc:
-        reason = str(exc).strip().splitlines()[0]
+        # Hydra puts the cause (an ImportError, a TypeError naming the bad argument)
+        # after its own first line.
+        reason = " ".join(line.strip() for line in str(exc).strip().splitlines())
         raise UserError(f"Cannot build model._target_='{target}': {reason}") from exc
     if not isinstance(module, nn.Module):
         raise UserError(

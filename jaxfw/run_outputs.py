@@ -4,12 +4,19 @@ With `logger.enabled=false` (e.g. `debug=fast`) nothing is written; metric recor
 are still kept in memory for the caller.
 """
 
+import secrets
+import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from jaxfw.observe import JsonlWriter, MultiWriter, RunRecord, TensorBoardWriter
+
+
+def new_run_id(name: str) -> str:
+    """Unique across runs, whatever directory the run is in (sweep jobs are 0, 1, ...)."""
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
 
 
 class RunOutputs:
@@ -33,7 +40,7 @@ class RunOutputs:
     def start(self, cfg: DictConfig, **fields: Any) -> None:
         if self.enabled:
             self._record = RunRecord.create(
-                self.run_dir, self.run_dir.name, int(cfg.seed), str(cfg.name), extra=fields
+                self.run_dir, new_run_id(str(cfg.name)), int(cfg.seed), str(cfg.name), extra=fields
             )
 
     def update(self, **fields: Any) -> None:

@@ -324,29 +324,10 @@ def test_user_model_from_own_config_dir(tmp_path: Path) -> None:
     assert set(load_config(run_dir)["model"]) == {"_target_", "num_outputs"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "jaxfw bug: the default recipe digits_mlp sets model.hidden and model.dropout, "
-        "which are merged into ANY model chosen with model=<option>, so TinyNet gets "
-        "unexpected keyword arguments (exit 2, 'Cannot build model._target_=...'); "
-        "remove this marker once fixed"
-    ),
-)
 def test_user_model_with_default_recipe(tmp_path: Path) -> None:
     _run_user_model(tmp_path, [])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "jaxfw bug: jaxfw/build.py keeps only the first line of Hydra's "
-        "InstantiationException, which is 'Error in call to target ...:'; the actual "
-        "reason (the TypeError naming the bad argument) is on the second line and is lost"
-    ),
-)
 def test_user_model_bad_argument_error_names_it(tmp_path: Path) -> None:
     env, searchpath = _user_model_setup(tmp_path)
     args = ["recipe=digits_cnn", searchpath, "model=tiny", "+model.width=3", "trainer.steps=5"]
