@@ -1,16 +1,28 @@
-"""From a composed config to the pieces a run needs: a resolved plain config and
-the model built by `_target_`."""
+"""From a composed config to the pieces a run needs: a resolved plain config, the
+model built by `_target_`, the data, the task, the optimizer and the compiled steps."""
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import flax.linen as nn
+import jax
+import optax
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from jax.sharding import Mesh, NamedSharding
 from omegaconf import DictConfig, OmegaConf
 
+from jaxfw import sharding
 from jaxfw.config.validate import validate_config
+from jaxfw.data import DataBundle, load_dataset, train_iterator
 from jaxfw.errors import UserError
 from jaxfw.models import ModelFns
+from jaxfw.optim import make_optimizer, make_schedule
+from jaxfw.state import TrainState, create_train_state
+from jaxfw.steps import Steps, compile_steps
+from jaxfw.tasks import build_task
 
 
 def resolve_config(cfg: DictConfig) -> DictConfig:
@@ -42,3 +54,55 @@ def build_model(model_cfg: DictConfig, num_outputs: int) -> ModelFns:
             f"model._target_='{target}' built a {type(module).__name__}, not a Flax Linen module."
         )
     return ModelFns(module)
+
+
+@dataclass
+class Parts:
+    """Everything a run computes with, built from the resolved config."""
+
+    data: DataBundle
+    task: Any
+    steps: Steps
+    schedule: optax.Schedule
+    mesh: Mesh
+    batch_sharding: NamedSharding
+    init_state: Callable[[], TrainState]
+
+    def put(self, batch: dict) -> dict:
+        return sharding.put_batch(batch, self.batch_sharding)
+
+    def train_batches(self, cfg: DictConfig) -> Any:
+        """A fresh, checkpointable Grain iterator over the training split."""
+        return train_iterator(self.data.train, cfg.trainer.batch_size, cfg.seed)
+
+
+def build_parts(cfg: DictConfig) -> Parts:
+    data = load_dataset(cfg.data, cfg.seed)
+    model = build_model(cfg.model, data.num_classes)
+    task = build_task(cfg.task, data.num_classes)
+    schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, cfg.trainer.steps)
+    tx = make_optimizer(cfg.optimizer, schedule)
+    mesh = sharding.make_mesh()
+    sharding.check_batch_size("trainer.batch_size", cfg.trainer.batch_size, mesh)
+    sharding.check_batch_size("trainer.eval_batch_size", cfg.trainer.eval_batch_size, mesh)
+    batch_sharding = sharding.batch_sharding(mesh)
+    example = {  # shapes for initialisation; the training stream itself stays untouched
+        "inputs": data.train.inputs[: cfg.trainer.batch_size],
+        "targets": data.train.targets[: cfg.trainer.batch_size],
+    }
+
+    def init_state() -> TrainState:
+        init = jax.jit(
+            partial(create_train_state, model, tx), out_shardings=sharding.replicated(mesh)
+        )
+        return init(jax.random.key(cfg.seed), sharding.put_batch(example, batch_sharding))
+
+    return Parts(
+        data=data,
+        task=task,
+        steps=compile_steps(model, task, tx, schedule),
+        schedule=schedule,
+        mesh=mesh,
+        batch_sharding=batch_sharding,
+        init_state=init_state,
+    )

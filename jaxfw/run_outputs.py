@@ -1,17 +1,34 @@
-"""A run directory's files: config.yaml, run.json, metrics.jsonl and tb/.
+"""A run directory's files: config.yaml, run.json, metrics.jsonl, tb/ and (optionally)
+batch_checksums.jsonl.
 
-With `logger.enabled=false` (e.g. `debug=fast`) nothing is written; metric records
-are still kept in memory for the caller.
+A run resumed in its own directory continues these files: records after the restored
+step are dropped (those steps run again) and TensorBoard is told to forget them, so
+the history has no duplicated steps. With `logger.enabled=false` (e.g. `debug=fast`)
+nothing is written; metric records are still kept in memory for the caller.
 """
 
+import os
 import secrets
+import socket
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jaxfw.observe import JsonlWriter, MultiWriter, RunRecord, TensorBoardWriter
+from jaxfw.observe import (
+    RUN_FILE,
+    JsonlWriter,
+    MultiWriter,
+    RunRecord,
+    TensorBoardWriter,
+    truncate_jsonl,
+)
+
+METRICS_FILE = "metrics.jsonl"
+BATCH_LOG_FILE = "batch_checksums.jsonl"
 
 
 def new_run_id(name: str) -> str:
@@ -19,29 +36,61 @@ def new_run_id(name: str) -> str:
     return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
 
 
+def batch_checksum(batch: dict[str, np.ndarray]) -> int:
+    """CRC32 over a batch's arrays in key order: equal batches, equal checksums."""
+    crc = 0
+    for key in sorted(batch):
+        crc = zlib.crc32(np.ascontiguousarray(batch[key]).tobytes(), crc)
+    return crc
+
+
 class RunOutputs:
-    def __init__(self, run_dir: Path, cfg: DictConfig) -> None:
+    def __init__(self, run_dir: Path, cfg: DictConfig, resumed_step: int | None = None) -> None:
+        """`resumed_step`: this run dir's own run continues after that step."""
         self.run_dir = run_dir
         self.enabled = bool(cfg.logger.enabled)
+        self.resumed_step = resumed_step
         self.history: list[dict[str, Any]] = []
         self._record: RunRecord | None = None
+        self._batch_log: JsonlWriter | None = None
         writers: list[Any] = []
         if self.enabled:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+            if resumed_step is not None:
+                truncate_jsonl(run_dir / METRICS_FILE, resumed_step)
+                truncate_jsonl(run_dir / BATCH_LOG_FILE, resumed_step)
             if cfg.logger.jsonl:
-                writers.append(JsonlWriter(run_dir / "metrics.jsonl"))
+                writers.append(JsonlWriter(run_dir / METRICS_FILE))
             if cfg.logger.tensorboard:
                 tb = TensorBoardWriter(run_dir / "tb")
-                tb.write_text("config", f"```\n{OmegaConf.to_yaml(cfg)}```", step=0)
+                if resumed_step is not None:
+                    tb.mark_restart(resumed_step + 1)
+                else:
+                    tb.write_text("config", f"```\n{OmegaConf.to_yaml(cfg)}```", step=0)
                 writers.append(tb)
+            if cfg.trainer.log_batch_checksums:
+                self._batch_log = JsonlWriter(run_dir / BATCH_LOG_FILE)
         self._writers = MultiWriter(writers)
 
-    def start(self, cfg: DictConfig, **fields: Any) -> None:
-        if self.enabled:
+    def start(self, cfg: DictConfig, **fields: Any) -> str:
+        """Create run.json (or mark the existing one resumed); returns the run id."""
+        process = {"pid": os.getpid(), "hostname": socket.gethostname()}
+        if not self.enabled:
+            return new_run_id(str(cfg.name))
+        if self.resumed_step is not None and (self.run_dir / RUN_FILE).exists():
+            self._record = RunRecord.load(self.run_dir)
+            self._record.resume(step=self.resumed_step, **process)
+            self._record.update(**process, **fields)
+        else:
             self._record = RunRecord.create(
-                self.run_dir, new_run_id(str(cfg.name)), int(cfg.seed), str(cfg.name), extra=fields
+                self.run_dir,
+                new_run_id(str(cfg.name)),
+                int(cfg.seed),
+                str(cfg.name),
+                extra={**process, **fields},
             )
+        return str(self._record.data["run_id"])
 
     def update(self, **fields: Any) -> None:
         if self._record is not None:
@@ -51,7 +100,13 @@ class RunOutputs:
         self.history.append({"step": step, **metrics})
         self._writers.write(step, metrics)
 
+    def log_batch(self, step: int, batch: dict[str, np.ndarray]) -> None:
+        if self._batch_log is not None:
+            self._batch_log.write(step, {"batch/crc32": batch_checksum(batch)})
+
     def finish(self, status: str, **fields: Any) -> None:
         self._writers.close()
+        if self._batch_log is not None:
+            self._batch_log.close()
         if self._record is not None:
             self._record.finish(status, **fields)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxfw.models import ModelFns
@@ -41,17 +42,29 @@ def make_train_step(
 
         (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        grad_norm = optax.tree.norm(grads)
+        # A step with a non-finite loss or gradient leaves the state as it was (the
+        # trainer then stops or counts it, per trainer.nan_policy): the state that a
+        # checkpoint captures is always a good one.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updated = (
+            optax.apply_updates(state.params, updates),
+            opt_state,
+            model_state or state.model_state,
+        )
+        previous = (state.params, state.opt_state, state.model_state)
+        params, opt_state, model_state = jax.tree.map(
+            lambda new, old: jnp.where(finite, new, old), updated, previous
+        )
         new_state = state.replace(
-            step=state.step + 1,
-            params=optax.apply_updates(state.params, updates),
-            opt_state=opt_state,
-            model_state=model_state or state.model_state,
+            step=state.step + 1, params=params, opt_state=opt_state, model_state=model_state
         )
         metrics = {
             "loss": loss,
             **aux,
             "lr": schedule(state.step),
-            "grad_norm": optax.tree.norm(grads),
+            "grad_norm": grad_norm,
+            "nonfinite": (~finite).astype(jnp.float32),
         }
         return new_state, metrics
 

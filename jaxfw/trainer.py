@@ -1,32 +1,33 @@
-"""The training loop: the one place with side effects.
+"""`jaxfw.train(config)`: set up a run, restore it if it is a resumed one, run the
+loop (jaxfw/loop.py), evaluate the best checkpoint on the test split, close the run.
 
-config -> data, model, task, optimizer -> compiled steps -> loop
-(log every `log_every` steps, evaluate every `eval_every`, test at the end)
+    config -> data, model, task, optimizer -> compiled steps   (jaxfw/build.py)
+    run dir: new, or continued (trainer.resume)                  (jaxfw/resume.py)
+    loop: log, evaluate, checkpoint, preemption, nan policy      (jaxfw/loop.py)
 """
 
 import logging
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import jax
-import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from jaxfw import sharding
-from jaxfw.build import build_model, resolve_config
-from jaxfw.data import DataBundle, load_dataset, train_iterator
-from jaxfw.evaluate import evaluate
+from jaxfw.build import Parts, build_parts, resolve_config
+from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
+from jaxfw.config.schema import Config
+from jaxfw.errors import UserError
+from jaxfw.loop import BestTracker, Loop, LoopState
 from jaxfw.observe import make_progress
-from jaxfw.optim import make_optimizer, make_schedule
+from jaxfw.resume import config_identity, find_unfinished_run, resume_source
 from jaxfw.run_outputs import RunOutputs
-from jaxfw.state import TrainState, create_train_state
-from jaxfw.steps import Steps, compile_steps
-from jaxfw.tasks import build_task
+from jaxfw.state import TrainState
 
 log = logging.getLogger("jaxfw")
+
+DEFAULT_RUN_DIR = Config.run_dir
 
 
 @dataclass
@@ -37,33 +38,58 @@ class TrainResult:
     run_dir: Path
     config: DictConfig  # the resolved config the run used
     best: dict[str, Any] = field(default_factory=dict)  # {"metric", "value", "step"}
+    status: str = "completed"  # or "preempted"
+    run_id: str = ""
 
 
-class _BestTracker:
-    def __init__(self, metric: str, mode: str) -> None:
-        self.metric, self.mode = metric, mode
-        self.value: float | None = None
-        self.step: int | None = None
+def _uses_default_run_dir(cfg: DictConfig) -> bool:
+    return OmegaConf.to_container(cfg, resolve=False).get("run_dir") == DEFAULT_RUN_DIR
 
-    def update(self, step: int, metrics: dict[str, float]) -> None:
-        if self.metric not in metrics:
-            return
-        value = metrics[self.metric]
-        better = self.value is None or (
-            value > self.value if self.mode == "max" else value < self.value
+
+def choose_run_dir(cfg: DictConfig, resolved: DictConfig, run_dir: str | Path | None) -> Path:
+    """The run dir: as given, or the config's; with resume=auto and the default
+    time-stamped dir, the unfinished run of the identical config if there is one."""
+    if run_dir is not None:
+        return Path(run_dir)
+    chosen = Path(resolved.run_dir)
+    if (
+        _uses_default_run_dir(cfg)
+        and resolved.trainer.resume == "auto"
+        and resolved.checkpoint.enabled
+        and resolved.logger.enabled
+    ):
+        found = find_unfinished_run(chosen.parent, config_identity(resolved))
+        if found is not None:
+            return found
+    return chosen
+
+
+def _restore(
+    cfg: DictConfig, parts: Parts, state: TrainState, batches: Any, own: Checkpointer | None
+) -> tuple[TrainState, int, dict[str, Any], dict[str, Any] | None]:
+    """(state, step, checkpoint meta, lineage) per trainer.resume; step 0 for a new run."""
+    resume = cfg.trainer.resume
+    own_latest = own.latest_step() if own is not None else None
+    if resume == "never" or (resume == "auto" and own_latest is None):
+        if own_latest is not None:
+            raise UserError(
+                f"Run dir {cfg.run_dir} already holds checkpoints (latest step {own_latest}) and "
+                "trainer.resume=never; choose another run dir or use trainer.resume=auto."
+            )
+        return state, 0, {}, None
+    if resume == "auto":
+        step, state, meta = own.restore(abstract_like(state), batches)  # type: ignore[union-attr]
+        return state, step, meta, None
+    if own_latest is not None:
+        raise UserError(
+            f"Run dir {cfg.run_dir} already holds checkpoints; trainer.resume='{resume}' starts "
+            "a new run, so give it a new run dir."
         )
-        if better:
-            self.value, self.step = value, step
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "mode": self.mode, "value": self.value, "step": self.step}
-
-
-def _mean_train_metrics(pending: list[dict[str, jax.Array]]) -> dict[str, float]:
-    fetched = jax.device_get(pending)  # the loop's only host sync between log points
-    means = {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
-    means["lr"] = float(fetched[-1]["lr"])  # the rate at the latest step, not an average
-    return {f"train/{name}": value for name, value in means.items()}
+    source = resume_source(resume)
+    other = Checkpointer(source.checkpoint_dir, read_only=True)
+    step, state, meta = other.restore(abstract_like(state), batches, source.step)
+    lineage = {"path": str(source.checkpoint_dir), "step": step, "run_id": meta.get("run_id")}
+    return state, step, meta, lineage
 
 
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
@@ -72,106 +98,102 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     `run_dir` defaults to the config's `run_dir`. Raises UserError for config or data
     mistakes before any training starts.
     """
-    cfg = resolve_config(cfg)
-    run_dir = Path(run_dir if run_dir is not None else cfg.run_dir)
-    cfg.run_dir = str(run_dir)
     t0 = time.perf_counter()
+    resolved = resolve_config(cfg)
+    run_path = choose_run_dir(cfg, resolved, run_dir)
+    cfg = resolved
+    cfg.run_dir = str(run_path)
 
-    data = load_dataset(cfg.data, cfg.seed)
-    model = build_model(cfg.model, data.num_classes)
-    task = build_task(cfg.task, data.num_classes)
-    trainer_cfg = cfg.trainer
-    schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, trainer_cfg.steps)
-    tx = make_optimizer(cfg.optimizer, schedule)
-    mesh = sharding.make_mesh()
-    sharding.check_batch_size("trainer.batch_size", trainer_cfg.batch_size, mesh)
-    sharding.check_batch_size("trainer.eval_batch_size", trainer_cfg.eval_batch_size, mesh)
-    batch_sharding = sharding.batch_sharding(mesh)
+    parts = build_parts(cfg)
+    batches = parts.train_batches(cfg)
+    state = parts.init_state()
+    checkpointer = None
+    if cfg.checkpoint.enabled and cfg.logger.enabled:
+        checkpointer = Checkpointer(
+            run_path / CHECKPOINT_DIR,
+            keep_last=cfg.checkpoint.keep_last,
+            keep_best=cfg.checkpoint.keep_best,
+            metric=cfg.task.best_metric,
+            mode=cfg.task.best_mode,
+            async_save=cfg.checkpoint.async_save,
+        )
+    state, start_step, meta, lineage = _restore(cfg, parts, state, batches, checkpointer)
+    resumed_own = start_step > 0 and lineage is None
+    if meta and meta.get("data_fingerprint") != parts.data.fingerprint:
+        log.warning("the data changed since the checkpoint was written (fingerprint differs)")
 
-    def put(batch: dict) -> dict:
-        return sharding.put_batch(batch, batch_sharding)
-
-    batches = train_iterator(data.train, trainer_cfg.batch_size, cfg.seed)
-    example = {  # shapes for initialisation; the stream itself stays untouched
-        "inputs": data.train.inputs[: trainer_cfg.batch_size],
-        "targets": data.train.targets[: trainer_cfg.batch_size],
-    }
-    init = jax.jit(partial(create_train_state, model, tx), out_shardings=sharding.replicated(mesh))
-    state = init(jax.random.key(cfg.seed), put(example))
-    steps = compile_steps(model, task, tx, schedule)
-
-    outputs = RunOutputs(run_dir, cfg)
-    outputs.start(
+    outputs = RunOutputs(run_path, cfg, resumed_step=start_step if resumed_own else None)
+    identity = config_identity(cfg)
+    run_id = outputs.start(
         cfg,
-        data=data.summary(),
-        data_fingerprint=data.fingerprint,
+        config_identity=identity,
+        data=parts.data.summary(),
+        data_fingerprint=parts.data.fingerprint,
         parameters=int(sum(x.size for x in jax.tree.leaves(state.params))),
+        **({"resumed_from": lineage} if lineage else {}),
     )
-    log.info("run dir: %s", run_dir)
+    best = meta.get("best") or {}
+    carry = LoopState(
+        best=BestTracker(
+            cfg.task.best_metric, cfg.task.best_mode, best.get("value"), best.get("step")
+        ),
+        skipped_steps=int(meta.get("skipped_steps", 0)),
+    )
+    progress = make_progress(cfg.trainer.progress, cfg.trainer.steps)
+    loop = Loop(
+        cfg=cfg,
+        parts=parts,
+        batches=batches,
+        outputs=outputs,
+        progress=progress,
+        checkpointer=checkpointer,
+        meta={
+            "run_id": run_id,
+            "config_identity": identity,
+            "data_fingerprint": parts.data.fingerprint,
+            "config": OmegaConf.to_container(cfg),
+        },
+        carry=carry,
+    )
+    if start_step:
+        progress.message(f"resumed {run_path} at step {start_step}")
+    progress.start(start_step)
     try:
-        state, best, final = _loop(cfg, state, steps, data, batches, put, outputs)
+        state, status = loop.run(state, start_step)
+        progress.close()
+        final = dict(carry.eval_metrics)
+        if status == "completed":
+            final.update(_test_metrics(loop, state, checkpointer))
     except BaseException as exc:
-        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        outputs.finish(status, error=f"{type(exc).__name__}: {exc}")
+        progress.close()
+        if checkpointer is not None:
+            checkpointer.close()
+        failed = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        outputs.finish(failed, error=f"{type(exc).__name__}: {exc}")
         raise
+    if checkpointer is not None:
+        checkpointer.close()
     outputs.finish(
-        "completed", final_metrics=final, best=best.as_dict(), total_time_s=time.perf_counter() - t0
+        status,
+        final_metrics=final,
+        best=carry.best.as_dict(),
+        skipped_steps=carry.skipped_steps,
+        total_time_s=time.perf_counter() - t0,
+        **loop.timings,
     )
-    return TrainResult(state, outputs.history, final, run_dir, cfg, best.as_dict())
+    return TrainResult(
+        state, outputs.history, final, run_path, cfg, carry.best.as_dict(), status, run_id
+    )
 
 
-def _loop(
-    cfg: DictConfig,
-    state: TrainState,
-    steps: Steps,
-    data: DataBundle,
-    batches: Any,
-    put: Any,
-    outputs: RunOutputs,
-) -> tuple[TrainState, _BestTracker, dict[str, float]]:
-    tc = cfg.trainer
-    best = _BestTracker(cfg.task.best_metric, cfg.task.best_mode)
-    progress = make_progress(tc.progress, tc.steps)
-
-    def run_eval(step: int, split_name: str, prefix: str) -> dict[str, float]:
-        split = getattr(data, split_name)
-        metrics = evaluate(steps.eval, state, split, tc.eval_batch_size, put, prefix)
-        outputs.write(step, metrics)
-        progress.message(f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
-        return metrics
-
-    progress.start(0)
-    pending: list[dict[str, jax.Array]] = []
-    last_log_time, last_log_step = None, 0
-    eval_metrics: dict[str, float] = {}
-    start = time.perf_counter()
-    for step in range(1, tc.steps + 1):
-        # Dispatch is asynchronous: the next batch is read while the device computes.
-        state, metrics = steps.train(state, put(next(batches)))
-        pending.append(metrics)
-        if last_log_time is None:
-            # Compilation happens in the first step: time it apart from throughput.
-            jax.block_until_ready(metrics)
-            outputs.update(time_to_first_step_s=time.perf_counter() - start)
-            last_log_time, last_log_step = time.perf_counter(), step
-        progress.update(step)
-        if step % tc.log_every == 0 or step == tc.steps:
-            record = _mean_train_metrics(pending)
-            pending = []
-            now = time.perf_counter()
-            if step > last_log_step:
-                record["train/samples_per_s"] = (
-                    (step - last_log_step) * tc.batch_size / (now - last_log_time)
-                )
-            last_log_time, last_log_step = now, step
-            outputs.write(step, record)
-            progress.log(step, record)
-        if (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps:
-            eval_metrics = run_eval(step, "val", "eval")
-            best.update(step, eval_metrics)
-            outputs.update(best=best.as_dict())
-    progress.close()
-    train_time = time.perf_counter() - start
-    test_metrics = run_eval(tc.steps, "test", "test")
-    outputs.update(train_time_s=train_time)
-    return state, best, {**eval_metrics, **test_metrics}
+def _test_metrics(
+    loop: Loop, state: TrainState, checkpointer: Checkpointer | None
+) -> dict[str, float]:
+    """Test metrics of the best checkpoint (the final state without checkpoints)."""
+    step = loop.cfg.trainer.steps
+    best_step = checkpointer.best_step() if checkpointer is not None else None
+    if checkpointer is not None and best_step is not None and best_step != step:
+        state = checkpointer.restore_state(abstract_like(state), best_step)
+    metrics = loop.evaluate(state, "test", "test", step)
+    loop.outputs.update(test_checkpoint_step=best_step if best_step is not None else step)
+    return metrics

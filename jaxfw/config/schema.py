@@ -39,6 +39,12 @@ class ScheduleName(Enum):
     warmup_linear = "warmup_linear"
 
 
+# raise: stop with a clear message naming the step; checkpoints keep the last good state.
+# skip: drop the update of a step whose loss or gradients are not finite (counted, logged).
+# (The functional form allows the member name `raise`, a Python keyword.)
+NanPolicy = Enum("NanPolicy", {"raise": "raise", "skip": "skip"})
+
+
 class DataSource(Enum):
     digits = "digits"
     breast_cancer = "breast_cancer"
@@ -62,6 +68,30 @@ class TrainerConfig:
     eval_batch_size: int = 512
     log_every: int = 100  # steps between metric fetches (the only host syncs in the loop)
     progress: ProgressMode = ProgressMode.auto
+    # auto: continue the unfinished run of this config (same run dir, or the latest
+    # unfinished run with the identical config under runs/<name>/); never: always start
+    # fresh; anything else: a run dir or checkpoint dir to start from (a new run).
+    resume: str = "auto"
+    nan_policy: NanPolicy = NanPolicy["raise"]  # type: ignore[valid-type]
+    log_batch_checksums: bool = False  # batch_checksums.jsonl: proves the batch sequence
+
+
+@dataclass
+class CheckpointConfig:
+    enabled: bool = True
+    every_steps: int = 500  # 0: no step-based saves
+    every_seconds: float | None = None  # also save when this much time has passed
+    keep_last: int = 2
+    keep_best: int = 1  # by task.best_metric / task.best_mode; 0: no best-k retention
+    async_save: bool = True  # write in the background while training continues
+
+
+@dataclass
+class FaultConfig:
+    """Fault injection, to exercise the recovery paths in tests and drills."""
+
+    nan_at_step: int | None = None  # feed a batch of NaNs at this step
+    kill_during_save_at_step: int | None = None  # SIGKILL itself while this save is in flight
 
 
 @dataclass
@@ -124,6 +154,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    fault: FaultConfig = field(default_factory=FaultConfig)
 
 
 def register_schema() -> None:

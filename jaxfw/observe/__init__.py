@@ -8,6 +8,7 @@ from jaxfw.observe.writers import (
     MultiWriter,
     TensorBoardWriter,
     read_jsonl,
+    truncate_jsonl,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "git_info",
     "make_progress",
     "read_jsonl",
+    "truncate_jsonl",
 ]

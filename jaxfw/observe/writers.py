@@ -138,6 +138,25 @@ def _drop_partial_last_line(path: Path) -> None:
         return
 
 
+def truncate_jsonl(path: str | os.PathLike[str], last_step: int) -> None:
+    """Drop records with `step` > `last_step` (a resumed run redoes those steps).
+
+    Rewritten atomically (temp file + rename): a crash here leaves the old file whole.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    _drop_partial_last_line(path)
+    kept = [
+        line
+        for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+        if line.strip() and json.loads(line).get("step", 0) <= last_step
+    ]
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Reads a metrics.jsonl file back; "nan"/"inf"/"-inf" strings become floats."""
     records = []
@@ -191,6 +210,14 @@ class _EventFileOutput(Output):
         )
         self._events.add_event(event)
 
+    def emit_restart(self, step: int) -> None:
+        # TensorBoard drops every event at or after `step` that was written before this
+        # marker (its "purge orphaned data"), so a resumed run shows no duplicate steps.
+        start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+        self._events.add_event(
+            event_pb2.Event(wall_time=time.time(), step=int(step), session_log=start)
+        )
+
     def flush(self) -> None:
         self._events.flush()
 
@@ -218,6 +245,12 @@ class TensorBoardWriter(_ContextManager):
         self._check_open()
         for name, value in metrics.items():
             self._writer.add_scalar(name, float(value), int(step))
+
+    def mark_restart(self, step: int) -> None:
+        """Declare that the run resumes at `step`: earlier events at >= `step` are void."""
+        self._check_open()
+        self._writer.flush()  # scalars buffered by the Writer belong before the marker
+        self._output.emit_restart(step)
 
     def write_text(self, tag: str, text: str, step: int = 0) -> None:
         """Writes `text` (rendered as Markdown by TensorBoard's text dashboard)."""

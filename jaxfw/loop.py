@@ -1,0 +1,191 @@
+"""The step loop: train, log, evaluate, checkpoint, honour SIGTERM, guard non-finite steps.
+
+Host syncs happen only at log points, evaluations and checkpoint saves; between them
+the loop only dispatches compiled steps.
+"""
+
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import numpy as np
+from omegaconf import DictConfig
+
+from jaxfw.build import Parts
+from jaxfw.checkpoint import Checkpointer
+from jaxfw.errors import UserError
+from jaxfw.evaluate import evaluate
+from jaxfw.observe import Progress
+from jaxfw.preemption import PreemptionWatch
+from jaxfw.run_outputs import RunOutputs
+from jaxfw.state import TrainState
+
+
+class NonFiniteError(UserError):
+    """trainer.nan_policy=raise met a non-finite loss or gradient."""
+
+
+class BestTracker:
+    def __init__(self, metric: str, mode: str, value: float | None = None, step: int | None = None):
+        self.metric, self.mode = metric, mode
+        self.value, self.step = value, step
+
+    def update(self, step: int, metrics: dict[str, float]) -> bool:
+        """Record `metrics`; True when they hold a new best value."""
+        if self.metric not in metrics:
+            return False
+        value = metrics[self.metric]
+        if self.value is not None and (
+            value <= self.value if self.mode == "max" else value >= self.value
+        ):
+            return False
+        self.value, self.step = value, step
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "mode": self.mode, "value": self.value, "step": self.step}
+
+
+@dataclass
+class LoopState:
+    """What the loop carries between steps besides the TrainState (checkpointed in meta)."""
+
+    best: BestTracker
+    skipped_steps: int = 0
+    eval_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _nan_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {**batch, "inputs": np.full_like(batch["inputs"], np.nan)}
+
+
+@dataclass
+class Loop:
+    cfg: DictConfig
+    parts: Parts
+    batches: Any
+    outputs: RunOutputs
+    progress: Progress
+    checkpointer: Checkpointer | None
+    meta: dict[str, Any]  # run id, config, fingerprint: saved with every checkpoint
+    carry: LoopState
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def run(self, state: TrainState, start_step: int) -> tuple[TrainState, str]:
+        """Train from `start_step` to trainer.steps; returns the state and the status
+        ("completed" or "preempted")."""
+        tc = self.cfg.trainer
+        pending: list[tuple[int, dict[str, jax.Array]]] = []
+        last_log_time, last_log_step = None, start_step
+        start = time.perf_counter()
+        with PreemptionWatch() as preemption:
+            for step in range(start_step + 1, tc.steps + 1):
+                batch = next(self.batches)
+                if step == self.cfg.fault.nan_at_step:
+                    batch = _nan_batch(batch)
+                self.outputs.log_batch(step, batch)
+                # Dispatch is asynchronous: the next batch is read while the device computes.
+                state, metrics = self.parts.steps.train(state, self.parts.put(batch))
+                pending.append((step, metrics))
+                if last_log_time is None:
+                    # Compilation happens in the first step: time it apart from throughput.
+                    jax.block_until_ready(metrics)
+                    self.timings["time_to_first_step_s"] = time.perf_counter() - start
+                    self.outputs.update(time_to_first_step_s=self.timings["time_to_first_step_s"])
+                    last_log_time, last_log_step = time.perf_counter(), step
+                self.progress.update(step)
+                if step % tc.log_every == 0 or step == tc.steps:
+                    record = self._drain(pending)
+                    pending = []
+                    now = time.perf_counter()
+                    if step > last_log_step:
+                        rate = (step - last_log_step) * tc.batch_size / (now - last_log_time)
+                        record["train/samples_per_s"] = rate
+                    last_log_time, last_log_step = now, step
+                    self.outputs.write(step, record)
+                    self.progress.log(step, record)
+                evaluated = (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps
+                new_best = False
+                if evaluated:
+                    self.carry.eval_metrics = self.evaluate(state, "val", "eval", step)
+                    new_best = self.carry.best.update(step, self.carry.eval_metrics)
+                    self.outputs.update(best=self.carry.best.as_dict())
+                if preemption.requested:
+                    record = self._drain(pending)
+                    if record:
+                        self.outputs.write(step, record)
+                    self.save(step, state, evaluated, wait=True)
+                    self.progress.message(f"SIGTERM: saved step {step}, stopping (preempted)")
+                    return state, "preempted"
+                if self._save_due(step, new_best):
+                    self.save(step, state, evaluated, wait=step == tc.steps)
+                    if step == self.cfg.fault.kill_during_save_at_step:
+                        os.kill(os.getpid(), signal.SIGKILL)  # fault drill: die mid-save
+        self.timings["train_time_s"] = time.perf_counter() - start
+        return state, "completed"
+
+    # ------------------------------------------------------------------ pieces
+    def evaluate(self, state: TrainState, split: str, prefix: str, step: int) -> dict[str, float]:
+        batch_size = self.cfg.trainer.eval_batch_size
+        data = getattr(self.parts.data, split)
+        metrics = evaluate(self.parts.steps.eval, state, data, batch_size, self.parts.put, prefix)
+        self.outputs.write(step, metrics)
+        self.progress.message(
+            f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        )
+        return metrics
+
+    def _drain(self, pending: list[tuple[int, dict[str, jax.Array]]]) -> dict[str, float]:
+        """Fetch the pending steps' metrics (a host sync), apply the nan policy, and
+        return their means as namespaced train/* metrics."""
+        if not pending:
+            return {}
+        fetched = jax.device_get([metrics for _, metrics in pending])
+        bad_steps = [step for (step, _), m in zip(pending, fetched, strict=True) if m["nonfinite"]]
+        if bad_steps and self.cfg.trainer.nan_policy == "raise":
+            last_good = self.checkpointer.latest_step() if self.checkpointer else None
+            kept = f"; the last good checkpoint is step {last_good}" if last_good else ""
+            raise NonFiniteError(
+                f"Non-finite loss or gradients at step {bad_steps[0]} (trainer.nan_policy=raise; "
+                f"use trainer.nan_policy=skip to drop such steps){kept}."
+            )
+        if bad_steps:
+            self.carry.skipped_steps += len(bad_steps)
+            self.progress.message(f"skipped non-finite step(s) {bad_steps}")
+        good = [m for m in fetched if not m["nonfinite"]] or fetched
+        names = [name for name in fetched[0] if name != "nonfinite"]
+        record = {f"train/{name}": float(np.mean([m[name] for m in good])) for name in names}
+        record["train/lr"] = float(fetched[-1]["lr"])  # the rate at the latest step
+        if self.cfg.trainer.nan_policy == "skip":
+            record["train/skipped_steps"] = float(self.carry.skipped_steps)
+        return record
+
+    def _save_due(self, step: int, new_best: bool) -> bool:
+        if self.checkpointer is None:
+            return False
+        ck = self.cfg.checkpoint
+        return (
+            step == self.cfg.trainer.steps
+            or (ck.every_steps > 0 and step % ck.every_steps == 0)
+            or (ck.keep_best > 0 and new_best)
+            or (
+                ck.every_seconds is not None
+                and time.monotonic() - self.checkpointer.last_save_time >= ck.every_seconds
+            )
+        )
+
+    def save(self, step: int, state: TrainState, evaluated: bool, *, wait: bool) -> None:
+        if self.checkpointer is None:
+            return
+        metrics = self.carry.eval_metrics if evaluated else {}
+        meta = {
+            **self.meta,
+            "step": step,
+            "metrics": metrics,
+            "best": self.carry.best.as_dict(),
+            "skipped_steps": self.carry.skipped_steps,
+        }
+        self.checkpointer.save(step, state, self.batches, meta, metrics, wait=wait)
