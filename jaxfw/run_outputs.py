@@ -65,8 +65,9 @@ class RunOutputs:
             if cfg.logger.tensorboard:
                 tb = TensorBoardWriter(run_dir / "tb")
                 if resumed_step is not None:
-                    tb.mark_restart(resumed_step + 1)
+                    tb.mark_start(resumed_step + 1)
                 else:
+                    tb.mark_start(0)
                     tb.write_text("config", f"```\n{OmegaConf.to_yaml(cfg)}```", step=0)
                 writers.append(tb)
             if cfg.trainer.log_batch_checksums:

@@ -103,6 +103,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     run_path = choose_run_dir(cfg, resolved, run_dir)
     cfg = resolved
     cfg.run_dir = str(run_path)
+    identity = config_identity(cfg)  # before the data fills in model.num_outputs
 
     parts = build_parts(cfg)
     batches = parts.train_batches(cfg)
@@ -123,7 +124,6 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
         log.warning("the data changed since the checkpoint was written (fingerprint differs)")
 
     outputs = RunOutputs(run_path, cfg, resumed_step=start_step if resumed_own else None)
-    identity = config_identity(cfg)
     run_id = outputs.start(
         cfg,
         config_identity=identity,

@@ -26,11 +26,12 @@ from jaxfw.errors import UserError
 
 PROG = "jaxfw-train"
 USER_ERROR_EXIT = 2
+NON_FINITE_EXIT = 3  # trainer.nan_policy=raise stopped the run
 
 
-def _fail(exc: UserError) -> None:
+def _fail(exc: UserError, code: int = USER_ERROR_EXIT) -> None:
     print(f"{PROG}: error: {exc}", file=sys.stderr)
-    sys.exit(USER_ERROR_EXIT)
+    sys.exit(code)
 
 
 def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
@@ -44,22 +45,49 @@ def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
-def check_overrides(argv: Sequence[str]) -> None:
+def check_overrides(argv: Sequence[str]) -> list[DictConfig]:
     """Compose and validate every job's config; raise UserError for the first mistake."""
     args = get_args_parser().parse_args(list(argv))
-    if args.help or args.hydra_help or args.info or args.shell_completion:
-        return
+    if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg:
+        return []
+    configs = []
     for overrides in _job_overrides(list(args.overrides), bool(args.multirun)):
-        validate_config(compose(overrides=overrides))
+        configs.append(compose(overrides=overrides))
+        validate_config(configs[-1])
+    return configs
+
+
+def _resume_dir_override(argv: Sequence[str], configs: list[DictConfig]) -> list[str]:
+    """`hydra.run.dir=<dir>` of the unfinished run this exact command started, if any:
+    Hydra must not create a fresh time-stamped dir for a run that is resumed."""
+    args = get_args_parser().parse_args(list(argv))
+    placed = any(o.split("=")[0] in ("hydra.run.dir", "run_dir") for o in args.overrides)
+    if args.multirun or placed or len(configs) != 1:
+        return []
+    from jaxfw.build import resolve_config
+    from jaxfw.trainer import choose_run_dir
+
+    cfg = configs[0]
+    resolved = resolve_config(cfg)
+    found = choose_run_dir(cfg, resolved, None)
+    return [] if str(found) == resolved.run_dir else [f"hydra.run.dir={found}"]
 
 
 def _run_job(cfg: DictConfig) -> None:
-    from jaxfw.trainer import train  # after the checks: JAX loads only for real work
+    # Imported after the checks: JAX loads only for real work.
+    from jaxfw.loop import NonFiniteError
+    from jaxfw.trainer import train
 
     try:
         result = train(cfg, run_dir=HydraConfig.get().runtime.output_dir)
+    except NonFiniteError as exc:
+        _fail(exc, NON_FINITE_EXIT)
     except UserError as exc:
         _fail(exc)
+    if result.status == "preempted":
+        step = int(result.state.step)
+        print(f"preempted at step {step}; the same command resumes it  run_dir {result.run_dir}")
+        return
     summary = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items() if k.startswith("test/"))
     print(f"{summary}  run_dir {result.run_dir}")
 
@@ -68,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     register_configs()
     try:
-        check_overrides(argv)
+        argv += _resume_dir_override(argv, check_overrides(argv))
     except UserError as exc:
         _fail(exc)
     sys.argv = [PROG, *argv]

@@ -210,9 +210,10 @@ class _EventFileOutput(Output):
         )
         self._events.add_event(event)
 
-    def emit_restart(self, step: int) -> None:
-        # TensorBoard drops every event at or after `step` that was written before this
-        # marker (its "purge orphaned data"), so a resumed run shows no duplicate steps.
+    def emit_start(self, step: int) -> None:
+        # SessionLog.START: after the first one, TensorBoard drops every event at or
+        # after `step` written before it ("purge orphaned data"), so a resumed run
+        # shows no duplicate steps.
         start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
         self._events.add_event(
             event_pb2.Event(wall_time=time.time(), step=int(step), session_log=start)
@@ -246,11 +247,13 @@ class TensorBoardWriter(_ContextManager):
         for name, value in metrics.items():
             self._writer.add_scalar(name, float(value), int(step))
 
-    def mark_restart(self, step: int) -> None:
-        """Declare that the run resumes at `step`: earlier events at >= `step` are void."""
+    def mark_start(self, step: int) -> None:
+        """Declare that the run (re)starts at `step`. TensorBoard treats the first such
+        marker as the run's start and each later one as a restart that voids the
+        earlier events at >= `step`, so write one when a run starts and one per resume."""
         self._check_open()
         self._writer.flush()  # scalars buffered by the Writer belong before the marker
-        self._output.emit_restart(step)
+        self._output.emit_start(step)
 
     def write_text(self, tag: str, text: str, step: int = 0) -> None:
         """Writes `text` (rendered as Markdown by TensorBoard's text dashboard)."""
