@@ -146,7 +146,10 @@ class Loop:
         fetched = jax.device_get([metrics for _, metrics in pending])
         bad_steps = [step for (step, _), m in zip(pending, fetched, strict=True) if m["nonfinite"]]
         if bad_steps and self.cfg.trainer.nan_policy == "raise":
-            last_good = self.checkpointer.latest_step() if self.checkpointer else None
+            last_good = None
+            if self.checkpointer is not None:
+                self.checkpointer.wait()  # a save in flight holds a good state too
+                last_good = self.checkpointer.latest_step()
             kept = f"; the last good checkpoint is step {last_good}" if last_good else ""
             raise NonFiniteError(
                 f"Non-finite loss or gradients at step {bad_steps[0]} (trainer.nan_policy=raise; "
