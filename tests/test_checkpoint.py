@@ -185,3 +185,16 @@ def test_restored_iterator_continues_the_stream(tmp_path):
     Checkpointer(tmp_path / "ck", read_only=True).restore(abstract_like(_tiny_state()), fresh)
     for want in expected:
         np.testing.assert_array_equal(next(fresh)["inputs"], want)
+
+
+def test_every_seconds_triggers_saves_between_grid_steps(tmp_path):
+    result = _train(
+        tmp_path,
+        "run",
+        "trainer.steps=12",
+        "checkpoint.every_steps=0",
+        "checkpoint.every_seconds=0.000001",
+        "checkpoint.keep_last=100",
+        "checkpoint.keep_best=0",
+    )
+    assert _steps(result.run_dir) == list(range(1, 13))
