@@ -20,7 +20,13 @@ from jaxfw.errors import UserError
 from jaxfw.observe import RUN_FILE
 
 # Keys that do not change what a run computes, so they do not tell runs apart.
-_NOT_IDENTITY = (("run_dir",), ("trainer", "resume"), ("trainer", "progress"), ("fault",))
+_NOT_IDENTITY = (
+    ("run_dir",),
+    ("trainer", "resume"),
+    ("trainer", "progress"),
+    ("fault",),
+    ("distributed",),  # differs per process of one job
+)
 
 
 def config_identity(cfg: DictConfig) -> str:

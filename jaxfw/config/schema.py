@@ -87,6 +87,45 @@ class CheckpointConfig:
 
 
 @dataclass
+class MeshConfig:
+    """Device mesh axes; -1 takes the devices the other axes leave (at most one -1)."""
+
+    data: int = -1  # data parallelism: batch split, parameters replicated
+    fsdp: int = 1  # fully sharded data parallelism: batch and parameters/optimizer state split
+    tensor: int = 1  # tensor parallelism: MLP/attention weights split
+    # Logical axis name (used by models' annotations) -> mesh axis, list of axes, or null.
+    rules: dict[str, Any] = field(
+        default_factory=lambda: {
+            "batch": ["data", "fsdp"],
+            "embed": "fsdp",
+            "mlp": "tensor",
+            "heads": "tensor",
+            "kv": None,
+            "vocab": "tensor",
+            "length": None,
+        }
+    )
+
+
+class DistributedMode(Enum):
+    auto = "auto"  # initialise when the environment describes a multi-process job
+    on = "on"
+    off = "off"
+
+
+@dataclass
+class DistributedConfig:
+    """jax.distributed settings; unset values come from JAXFW_* env vars or JAX's own
+    cluster detection (SLURM, Open MPI, TPU pods)."""
+
+    mode: DistributedMode = DistributedMode.auto
+    coordinator_address: str | None = None  # host:port of process 0
+    num_processes: int | None = None
+    process_id: int | None = None
+    initialization_timeout_s: int = 300
+
+
+@dataclass
 class FaultConfig:
     """Fault injection, to exercise the recovery paths in tests and drills."""
 
@@ -155,6 +194,8 @@ class Config:
     task: TaskConfig = field(default_factory=TaskConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    mesh: MeshConfig = field(default_factory=MeshConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     fault: FaultConfig = field(default_factory=FaultConfig)
 
 
