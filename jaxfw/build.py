@@ -3,11 +3,11 @@ model built by `_target_`, the data, the task, the optimizer and the compiled st
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import flax.linen as nn
 import jax
+import numpy as np
 import optax
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -20,7 +20,7 @@ from jaxfw.data import DataBundle, load_dataset, train_iterator
 from jaxfw.errors import UserError
 from jaxfw.models import ModelFns
 from jaxfw.optim import make_optimizer, make_schedule
-from jaxfw.state import TrainState, create_train_state
+from jaxfw.state import TrainState, create_train_state, state_shardings
 from jaxfw.steps import Steps, compile_steps
 from jaxfw.tasks import build_task
 
@@ -66,14 +66,36 @@ class Parts:
     schedule: optax.Schedule
     mesh: Mesh
     batch_sharding: NamedSharding
+    state_sharding: TrainState  # a TrainState of NamedShardings
     init_state: Callable[[], TrainState]
 
-    def put(self, batch: dict) -> dict:
-        return sharding.put_batch(batch, self.batch_sharding)
+    def put(self, local_batch: dict) -> dict:
+        """A global, sharded batch from this process's part of it."""
+        if jax.process_count() == 1:
+            return sharding.put_batch(local_batch, self.batch_sharding)
+        return {
+            key: jax.make_array_from_process_local_data(self.batch_sharding, value)
+            for key, value in local_batch.items()
+        }
+
+    def put_global(self, batch: dict) -> dict:
+        """A global, sharded batch from the whole batch (each process keeps its part)."""
+        count, index = jax.process_count(), jax.process_index()
+        if count == 1:
+            return self.put(batch)
+        local = {k: np.split(v, count)[index] for k, v in batch.items()}
+        return self.put(local)
 
     def train_batches(self, cfg: DictConfig) -> Any:
-        """A fresh, checkpointable Grain iterator over the training split."""
-        return train_iterator(self.data.train, cfg.trainer.batch_size, cfg.seed)
+        """A fresh, checkpointable Grain iterator over this process's share of the
+        training split (its slice of every global batch)."""
+        return train_iterator(
+            self.data.train,
+            cfg.trainer.batch_size,
+            cfg.seed,
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+        )
 
 
 def build_parts(cfg: DictConfig) -> Parts:
@@ -82,27 +104,33 @@ def build_parts(cfg: DictConfig) -> Parts:
     task = build_task(cfg.task, data.num_classes)
     schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, cfg.trainer.steps)
     tx = make_optimizer(cfg.optimizer, schedule)
-    mesh = sharding.make_mesh()
+    mesh = sharding.make_mesh(cfg.mesh)
     sharding.check_batch_size("trainer.batch_size", cfg.trainer.batch_size, mesh)
     sharding.check_batch_size("trainer.eval_batch_size", cfg.trainer.eval_batch_size, mesh)
     batch_sharding = sharding.batch_sharding(mesh)
+    replicated = sharding.replicated(mesh)
     example = {  # shapes for initialisation; the training stream itself stays untouched
         "inputs": data.train.inputs[: cfg.trainer.batch_size],
         "targets": data.train.targets[: cfg.trainer.batch_size],
     }
+    rules = dict(cfg.mesh.rules)
+    state_sharding = state_shardings(model, tx, example, mesh, rules)
 
     def init_state() -> TrainState:
-        init = jax.jit(
-            partial(create_train_state, model, tx), out_shardings=sharding.replicated(mesh)
-        )
-        return init(jax.random.key(cfg.seed), sharding.put_batch(example, batch_sharding))
+        # No arguments: every process computes the same initial values from the seed and
+        # keeps only its own shards.
+        def init() -> TrainState:
+            return create_train_state(model, tx, jax.random.key(cfg.seed), example)
+
+        return jax.jit(init, out_shardings=state_sharding)()
 
     return Parts(
         data=data,
         task=task,
-        steps=compile_steps(model, task, tx, schedule),
+        steps=compile_steps(model, task, tx, schedule, state_sharding, batch_sharding, replicated),
         schedule=schedule,
         mesh=mesh,
         batch_sharding=batch_sharding,
+        state_sharding=state_sharding,
         init_state=init_state,
     )

@@ -131,7 +131,9 @@ class Loop:
     def evaluate(self, state: TrainState, split: str, prefix: str, step: int) -> dict[str, float]:
         batch_size = self.cfg.trainer.eval_batch_size
         data = getattr(self.parts.data, split)
-        metrics = evaluate(self.parts.steps.eval, state, data, batch_size, self.parts.put, prefix)
+        metrics = evaluate(
+            self.parts.steps.eval, state, data, batch_size, self.parts.put_global, prefix
+        )
         self.outputs.write(step, metrics)
         self.progress.message(
             f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())

@@ -81,10 +81,34 @@ def make_eval_step(model: ModelFns, task: Any) -> Callable[[TrainState, Batch], 
 
 
 def compile_steps(
-    model: ModelFns, task: Any, tx: optax.GradientTransformation, schedule: optax.Schedule
+    model: ModelFns,
+    task: Any,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    state_sharding: Any = None,
+    batch_sharding: Any = None,
+    replicated: Any = None,
 ) -> Steps:
-    """jit-compiled steps; the train step donates the incoming state's buffers."""
+    """jit-compiled steps; the train step donates the incoming state's buffers.
+
+    With shardings, the state keeps its layout from step to step (FSDP-sharded
+    parameters stay sharded) and metrics come back replicated.
+    """
+    if state_sharding is None:
+        return Steps(
+            train=jax.jit(make_train_step(model, task, tx, schedule), donate_argnums=0),
+            eval=jax.jit(make_eval_step(model, task)),
+        )
     return Steps(
-        train=jax.jit(make_train_step(model, task, tx, schedule), donate_argnums=0),
-        eval=jax.jit(make_eval_step(model, task)),
+        train=jax.jit(
+            make_train_step(model, task, tx, schedule),
+            donate_argnums=0,
+            in_shardings=(state_sharding, batch_sharding),
+            out_shardings=(state_sharding, replicated),
+        ),
+        eval=jax.jit(
+            make_eval_step(model, task),
+            in_shardings=(state_sharding, batch_sharding),
+            out_shardings=replicated,
+        ),
     )

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from jaxfw.models.layers import conv, dense
+
 
 class CNN(nn.Module):
     num_outputs: int
@@ -17,9 +19,9 @@ class CNN(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         x = x.reshape((x.shape[0], *self.image_shape))
         for width in self.channels:
-            x = nn.relu(nn.Conv(width, kernel_size=(3, 3))(x))
+            x = nn.relu(conv(width, (3, 3), (None, None, "embed", "mlp"))(x))
         x = nn.avg_pool(x, window_shape=(2, 2), strides=(2, 2))
         x = x.reshape((x.shape[0], -1))
-        x = nn.relu(nn.Dense(self.hidden)(x))
+        x = nn.relu(dense(self.hidden, ("embed", "mlp"))(x))
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_outputs)(x)
+        return dense(self.num_outputs, ("mlp", "vocab"))(x)

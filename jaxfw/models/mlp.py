@@ -5,6 +5,8 @@ from collections.abc import Sequence
 import flax.linen as nn
 import jax
 
+from jaxfw.models.layers import dense
+
 
 class MLP(nn.Module):
     num_outputs: int
@@ -15,6 +17,6 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         x = x.reshape((x.shape[0], -1))
         for width in self.hidden:
-            x = nn.relu(nn.Dense(width)(x))
+            x = nn.relu(dense(width, ("embed", "mlp"))(x))
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
-        return nn.Dense(self.num_outputs)(x)
+        return dense(self.num_outputs, ("mlp", "vocab"))(x)
