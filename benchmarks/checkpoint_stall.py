@@ -4,16 +4,19 @@ Trains through jaxfw's real trainer (`jaxfw.compose` + `jaxfw.train`) with a che
 every 50 steps and with checkpointing off, interleaved A/B/A/B, for two models: the
 digits_mlp recipe as is, and the same recipe with a wide MLP of >= 50 MB of parameters.
 
-Steady-state throughput comes from the run's own metrics: with `trainer.log_every=50`
-every `train/samples_per_s` record after the first (which follows compilation) covers 50
-steps, and with checkpoints on, exactly one save: the one made right after the previous
-record. The medians over all such records of all repetitions are compared.
+Steady-state throughput comes from the run's own metrics (`train/samples_per_s`, logged
+every 10 steps): total samples over total time of the records after step 50, i.e. after
+compilation and warm-up, a window that holds one save per 50 steps (each save falls in the
+10-step interval that follows its step's record; the run's final, waited-for save comes
+after the window). Reported: the medians over runs with and without checkpoints, their
+ratio, and the ratio of each A/B pair.
 
-How long `save()` blocks the loop is measured twice: in the loop (the per-interval time
-with checkpoints minus without: the blocking part plus the slowdown from writing in the
-background), and directly through the public `Checkpointer` API on the trained state
-(the time `save()` takes to return with nothing in flight, with the previous save still
-in flight, and until the checkpoint is complete).
+What one save costs the loop is measured three ways: from the A/B medians; within the
+runs with checkpoints (the 10-step intervals holding a save against those without: immune
+to load drifting between runs); and by timing the trainer's own `Checkpointer.save()`
+calls (wrapped from outside, behaviour unchanged). Separately, on the trained state and
+through the public `Checkpointer` API: how long `save()` blocks with nothing in flight,
+with the previous save still in flight, and until the checkpoint is complete.
 
     .venv/bin/python benchmarks/checkpoint_stall.py            # ~2-4 min on 2 cores
     .venv/bin/python benchmarks/checkpoint_stall.py --pairs 5 --large-steps 300
@@ -42,22 +45,40 @@ import jaxfw
 from jaxfw.checkpoint import Checkpointer
 from jaxfw.data import Split, train_iterator
 
-EVERY = 50  # checkpoint.every_steps, and the logging interval throughput is read over
+EVERY = 50  # checkpoint.every_steps
+LOG_EVERY = 10  # trainer.log_every: the intervals the run's samples/s records cover
 
 
 def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+SAVE_CALLS_S: list[float] = []  # how long each in-loop, asynchronous `save()` call took
+
+
+def _timed_save(save: Any) -> Any:
+    def timed(self: Checkpointer, *args: Any, wait: bool = False, **kwargs: Any) -> None:
+        t0 = time.perf_counter()
+        save(self, *args, wait=wait, **kwargs)
+        if not wait:  # the run's last save waits for completion by design: not a stall
+            SAVE_CALLS_S.append(time.perf_counter() - t0)
+
+    return timed
+
+
+# Instrumentation only: the trainer's own saves, timed from outside (behaviour unchanged).
+Checkpointer.save = _timed_save(Checkpointer.save)  # type: ignore[method-assign]
+
+
 def train_once(
     model: dict[str, Any], checkpoint: bool, root: Path, tag: str
-) -> tuple[list[float], Any, dict[str, Any]]:
-    """One training run; returns its steady-state samples/s records, final state, facts."""
+) -> tuple[dict[str, Any], Any]:
+    """One training run: its steady-state numbers and its final state."""
     overrides = [
         *model["overrides"],
         f"trainer.steps={model['steps']}",
         f"trainer.batch_size={model['batch_size']}",
-        f"trainer.log_every={EVERY}",
+        f"trainer.log_every={LOG_EVERY}",
         "trainer.eval_every=0",  # evaluate only at the end, after the measured window
         "trainer.progress=off",
         "checkpoint.keep_best=0",
@@ -67,13 +88,25 @@ def train_once(
     records = [
         json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
     ]
-    rates = [r["train/samples_per_s"] for r in records if "train/samples_per_s" in r]
-    run = json.loads((result.run_dir / "run.json").read_text())
-    facts = {"time_to_first_step_s": run.get("time_to_first_step_s")}
+    # The window (EVERY, steps]: after compilation and warm-up; with checkpoints it holds
+    # one save per EVERY steps (the save at step k follows the record of step k, so it
+    # falls in the interval (k, k + LOG_EVERY]); the run's last save (step == steps,
+    # waited for) comes after the window's last record.
+    samples = LOG_EVERY * model["batch_size"]
+    seconds = {  # end step of each LOG_EVERY-step interval -> its wall time
+        r["step"]: samples / r["train/samples_per_s"]
+        for r in records
+        if "train/samples_per_s" in r and r["step"] > EVERY
+    }
+    run = {"samples_per_s": samples * len(seconds) / sum(seconds.values())}
     if checkpoint:
-        steps = sorted(int(p.name) for p in (result.run_dir / "checkpoints").iterdir())
-        facts["checkpoint_bytes"] = _dir_bytes(result.run_dir / "checkpoints" / str(steps[-1]))
-    return rates[1:], result.state, facts  # the first interval follows compilation
+        with_save = [t for step, t in seconds.items() if (step - LOG_EVERY) % EVERY == 0]
+        without_save = [t for step, t in seconds.items() if (step - LOG_EVERY) % EVERY]
+        run["interval_s"] = statistics.median(without_save)
+        run["save_interval_extra_s"] = statistics.median(with_save) - run["interval_s"]
+        last = max(int(p.name) for p in (result.run_dir / "checkpoints").iterdir())
+        run["checkpoint_bytes"] = _dir_bytes(result.run_dir / "checkpoints" / str(last))
+    return run, result.state
 
 
 def save_blocking(state: Any, root: Path, repeats: int) -> dict[str, float]:
@@ -106,37 +139,48 @@ def save_blocking(state: Any, root: Path, repeats: int) -> dict[str, float]:
 
 
 def bench_model(model: dict[str, Any], pairs: int, root: Path) -> dict[str, Any]:
-    rates: dict[str, list[float]] = {"with": [], "without": []}
-    facts: dict[str, Any] = {}
+    runs: dict[str, list[dict[str, Any]]] = {"with": [], "without": []}
+    SAVE_CALLS_S.clear()
     state = None
     for i in range(pairs):  # A/B/A/B: slow drifts of a shared machine hit both alike
         for variant in ("with", "without"):
-            got, final_state, run_facts = train_once(
+            run, state = train_once(
                 model, variant == "with", root, f"{model['name']}-{variant}-{i}"
             )
-            print(
-                f"# {model['name']} {variant:7s} #{i}: " + " ".join(f"{r:.0f}" for r in got),
-                file=sys.stderr,
-            )
-            rates[variant] += got
-            facts.update(run_facts)
-            state = final_state
+            runs[variant].append(run)
+            print(f"# {model['name']} {variant:7s} #{i}: {run}", file=sys.stderr)
+    in_loop = list(SAVE_CALLS_S)  # before save_blocking() adds its own
+    rates = {v: [r["samples_per_s"] for r in runs[v]] for v in runs}
     with_ckpt, without = (statistics.median(rates[v]) for v in ("with", "without"))
-    interval = EVERY * model["batch_size"]  # samples in one 50-step interval
+    paired = [a / b for a, b in zip(rates["with"], rates["without"], strict=True)]
+    # Within the runs with checkpoints (immune to drift between runs): the extra time of
+    # an interval holding a save, against a save-free EVERY-step stretch.
+    extra = statistics.median(r["save_interval_extra_s"] for r in runs["with"])
+    stretch = EVERY // LOG_EVERY * statistics.median(r["interval_s"] for r in runs["with"])
+    samples = EVERY * model["batch_size"]  # samples between two saves
     return {
         "recipe": model["recipe"],
         "overrides": model["overrides"],
         "batch_size": model["batch_size"],
         "steps_per_run": model["steps"],
         "param_bytes": int(sum(x.nbytes for x in jax.tree.leaves(state.params))),
-        "checkpoint_bytes": facts.get("checkpoint_bytes"),
+        "checkpoint_bytes": runs["with"][-1]["checkpoint_bytes"],
         "samples_per_s_with_checkpoints": round(with_ckpt, 1),
         "samples_per_s_without_checkpoints": round(without, 1),
-        "ratio": round(with_ckpt / without, 4),
-        # Per save, in the loop: the 50-step interval's extra wall time with a save in it.
-        "loop_overhead_per_save_s": round(interval / with_ckpt - interval / without, 4),
-        "intervals_measured": {v: len(r) for v, r in rates.items()},
-        "min_max_samples_per_s": {v: [round(min(r)), round(max(r))] for v, r in rates.items()},
+        "ratio": round(with_ckpt / without, 4),  # of the medians over runs
+        "ratio_per_pair": [round(x, 4) for x in paired],
+        "samples_per_s_per_run": {v: [round(x) for x in r] for v, r in rates.items()},
+        # What one save costs the loop (blocking part + background writing competing
+        # for the cores), from the A/B medians and from within the runs with checkpoints.
+        "loop_cost_per_save_s_ab": round(samples / with_ckpt - samples / without, 4),
+        "loop_cost_per_save_s_within_run": round(extra, 4),
+        "ratio_within_run": round(stretch / (stretch + extra), 4),
+        # The trainer's own async save() calls, timed around the call in the loop.
+        "save_call_in_loop_s": {
+            "median": round(statistics.median(in_loop), 4),
+            "max": round(max(in_loop), 4),
+            "count": len(in_loop),
+        },
         **{k: round(v, 4) for k, v in save_blocking(state, root / "direct", 3).items()},
     }
 

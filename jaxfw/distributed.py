@@ -12,6 +12,7 @@ detection on SLURM, Open MPI and TPU pods.
     index, count = process_info()
 """
 
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from jaxfw.errors import UserError
 
 ENV_PREFIXES = ("JAXFW_", "JAX_")  # first found wins; config values beat both
 MODES = ("auto", "on", "off")
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -285,17 +287,30 @@ def initialize(settings: DistributedSettings | None) -> None:
     }
     if not settings.auto_detect:
         kwargs["cluster_detection_method"] = "deactivate"  # the values given are the job
+    _log.info("jax.distributed: %s", _describe(settings))
     try:
         jax.distributed.initialize(**kwargs)
     except (ValueError, jax.errors.JaxRuntimeError) as exc:
-        # JAX found no job in the environment, or the processes did not meet in time.
-        first_line = re.sub(r"\s+", " ", str(exc).strip().splitlines()[0] if str(exc) else "")
-        where = settings.coordinator_address or "the auto-detected coordinator"
+        # Typically: auto-detection found no job. (A coordinator that cannot be reached
+        # within the timeout makes the JAX runtime abort the process with DEADLINE_EXCEEDED.)
+        reason = re.sub(r"\s+", " ", str(exc).strip()).rstrip(".") or type(exc).__name__
         raise UserError(
-            f"jax.distributed could not start (coordinator {where}, "
-            f"{settings.num_processes or 'auto'} processes, process {settings.process_id}, "
-            f"timeout {settings.initialization_timeout_s} s): {first_line.rstrip('.')}."
+            f"jax.distributed could not start ({_describe(settings)}): {reason}; set "
+            "distributed.coordinator_address, num_processes and process_id (or the "
+            "JAXFW_* variables), or use distributed.mode=auto."
         ) from exc
+
+
+def _describe(settings: DistributedSettings) -> str:
+    parts = [
+        f"coordinator {settings.coordinator_address or 'auto'}",
+        f"process {'auto' if settings.process_id is None else settings.process_id}"
+        f" of {settings.num_processes or 'auto'}",
+        f"timeout {settings.initialization_timeout_s} s",
+    ]
+    if settings.auto_detect:
+        parts.append(f"detected: {settings.cluster or 'left to JAX'}")
+    return ", ".join(parts)
 
 
 def process_info() -> tuple[int, int]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from omegaconf import DictConfig
 
 from jaxfw.build import Parts
@@ -113,7 +114,7 @@ class Loop:
                     self.carry.eval_metrics = self.evaluate(state, "val", "eval", step)
                     new_best = self.carry.best.update(step, self.carry.eval_metrics)
                     self.outputs.update(best=self.carry.best.as_dict())
-                if preemption.requested:
+                if self._stop_requested(preemption, step):
                     record = self._drain(pending)
                     if record:
                         self.outputs.write(step, record)
@@ -167,6 +168,15 @@ class Loop:
         if self.cfg.trainer.nan_policy == "skip":
             record["train/skipped_steps"] = float(self.carry.skipped_steps)
         return record
+
+    def _stop_requested(self, watch: PreemptionWatch, step: int) -> bool:
+        if jax.process_count() == 1:
+            return watch.requested
+        # Every process must stop, and save, at the same step: they compare their
+        # SIGTERM flags at log points (a collective, so not at every step).
+        if step % self.cfg.trainer.log_every and step != self.cfg.trainer.steps:
+            return False
+        return bool(np.any(multihost_utils.process_allgather(np.int32(watch.requested))))
 
     def _save_due(self, step: int, new_best: bool) -> bool:
         if self.checkpointer is None:

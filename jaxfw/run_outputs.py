@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
@@ -48,7 +49,9 @@ class RunOutputs:
     def __init__(self, run_dir: Path, cfg: DictConfig, resumed_step: int | None = None) -> None:
         """`resumed_step`: this run dir's own run continues after that step."""
         self.run_dir = run_dir
-        self.enabled = bool(cfg.logger.enabled)
+        # In a multi-process job only process 0 writes the run's files (checkpoints are
+        # written by every process, cooperatively, through Orbax).
+        self.enabled = bool(cfg.logger.enabled) and jax.process_index() == 0
         self.resumed_step = resumed_step
         self.history: list[dict[str, Any]] = []
         self._record: RunRecord | None = None

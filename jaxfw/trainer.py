@@ -7,6 +7,7 @@ loop (jaxfw/loop.py), evaluate the best checkpoint on the test split, close the 
 """
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxfw.build import Parts, build_parts, resolve_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
 from jaxfw.config.schema import Config
+from jaxfw.distributed import distributed_settings, initialize
 from jaxfw.errors import UserError
 from jaxfw.loop import BestTracker, Loop, LoopState
 from jaxfw.observe import make_progress
@@ -100,6 +102,8 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     """
     t0 = time.perf_counter()
     resolved = resolve_config(cfg)
+    # Before any JAX computation: a multi-process job connects its processes here.
+    initialize(distributed_settings(resolved.distributed, os.environ))
     run_path = choose_run_dir(cfg, resolved, run_dir)
     cfg = resolved
     cfg.run_dir = str(run_path)
@@ -139,7 +143,10 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
         ),
         skipped_steps=int(meta.get("skipped_steps", 0)),
     )
-    progress = make_progress(cfg.trainer.progress, cfg.trainer.steps)
+    # One console and one set of run files per job: process 0's.
+    progress = make_progress(
+        cfg.trainer.progress if jax.process_index() == 0 else "off", cfg.trainer.steps
+    )
     loop = Loop(
         cfg=cfg,
         parts=parts,

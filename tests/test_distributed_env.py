@@ -271,12 +271,18 @@ CHILD = textwrap.dedent(
     """
     import os
     from types import SimpleNamespace
+
+    import jax
+
     from jaxfw.distributed import distributed_settings, initialize, process_info
+
+    # Without collectives, CPU computations across processes fail ("Multiprocess
+    # computations aren't implemented"); initialize() must turn gloo back on.
+    jax.config.update("jax_cpu_collectives_implementation", None)
 
     node = SimpleNamespace(mode="auto", coordinator_address=None, num_processes=None,
                            process_id=None, initialization_timeout_s=60)
     initialize(distributed_settings(node, os.environ))
-    import jax
     import jax.numpy as jnp
     from jax.experimental import multihost_utils
 
@@ -320,6 +326,34 @@ def test_two_processes_meet_and_compute_across_processes_on_cpu():
         outputs.append(next(line for line in out.splitlines() if line.startswith("RESULT")))
     # Each process holds one CPU device; the all-gather sums 1 + 2 across processes.
     assert outputs == ["RESULT 0 2 2 3.0", "RESULT 1 2 2 3.0"]
+
+
+def test_failed_auto_detection_is_one_user_error():
+    child = textwrap.dedent(
+        """
+        from jaxfw.distributed import DistributedSettings, initialize
+        from jaxfw.errors import UserError
+        try:
+            initialize(DistributedSettings(None, None, None, 5, True))
+        except UserError as exc:
+            print("USER_ERROR", exc)
+        """
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SLURM_", "OMPI_", "TPU_", "KUBERNETES_"))
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", child],
+        env=env | {"JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "USER_ERROR jax.distributed could not start" in out
+    assert "coordinator_address should be defined" in out
 
 
 # --- launch files -----------------------------------------------------------------------

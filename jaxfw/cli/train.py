@@ -8,6 +8,7 @@ Overrides are checked before Hydra starts a job, so a typo, a wrong type or an
 unknown option ends with one line naming the bad value, exit code 2, no traceback.
 """
 
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -45,11 +46,30 @@ def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
+_LAUNCHER_PACKAGES = {"slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher")}
+
+
+def _check_launcher(overrides: Sequence[str]) -> None:
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") == "hydra/launcher" and value in _LAUNCHER_PACKAGES:
+            module, package = _LAUNCHER_PACKAGES[value]
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except ModuleNotFoundError:
+                found = False
+            if not found:
+                raise UserError(
+                    f"hydra/launcher={value} needs the {package} package: pip install {package}."
+                )
+
+
 def check_overrides(argv: Sequence[str]) -> list[DictConfig]:
     """Compose and validate every job's config; raise UserError for the first mistake."""
     args = get_args_parser().parse_args(list(argv))
     if args.help or args.hydra_help or args.info or args.shell_completion or args.cfg:
         return []
+    _check_launcher(args.overrides)
     configs = []
     for overrides in _job_overrides(list(args.overrides), bool(args.multirun)):
         configs.append(compose(overrides=overrides))

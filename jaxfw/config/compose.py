@@ -31,14 +31,23 @@ def available_recipes() -> list[str]:
     return sorted(p.stem for p in recipes_dir().glob("*.yaml"))
 
 
+def _register_resolvers() -> None:
+    if not OmegaConf.has_resolver("jaxfw.unique"):
+        OmegaConf.register_new_resolver("jaxfw.unique", _unique_suffix, use_cache=True)
+
+
+# At import: a launcher (submitit) unpickles the job in a fresh process where main()
+# never ran, and Hydra's cached resolver values still need the resolver registered.
+_register_resolvers()
+
+
 def register_configs() -> None:
     """Register the schema, the recipes and jaxfw's resolvers (idempotent)."""
+    _register_resolvers()
     register_schema()
     store = ConfigStore.instance()
     for path in sorted(recipes_dir().glob("*.yaml")):
         store.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
-    if not OmegaConf.has_resolver("jaxfw.unique"):
-        OmegaConf.register_new_resolver("jaxfw.unique", _unique_suffix, use_cache=True)
 
 
 def compose(recipe: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:

@@ -4,5 +4,6 @@ pure init/apply contract the steps use."""
 from jaxfw.models.adapter import ModelFns
 from jaxfw.models.cnn import CNN
 from jaxfw.models.mlp import MLP
+from jaxfw.models.transformer import Transformer
 
-__all__ = ["CNN", "MLP", "ModelFns"]
+__all__ = ["CNN", "MLP", "ModelFns", "Transformer"]

@@ -4,6 +4,7 @@ from typing import Any
 
 from jaxfw.errors import UserError
 from jaxfw.tasks.classification import Classification, finalize_metrics
+from jaxfw.tasks.lm import LanguageModeling
 
 TASKS = ("classification",)
 
@@ -14,4 +15,4 @@ def build_task(cfg: Any, num_classes: int) -> Classification:
     raise UserError(f"Unknown task.name '{cfg.name}'; valid choices: {', '.join(TASKS)}.")
 
 
-__all__ = ["TASKS", "Classification", "build_task", "finalize_metrics"]
+__all__ = ["TASKS", "Classification", "LanguageModeling", "build_task", "finalize_metrics"]

@@ -1,0 +1,53 @@
+"""Language modelling: next-token cross-entropy over [batch, length] targets.
+
+`batch["mask"]` ([batch] per sequence, or [batch, length] per token) marks real
+tokens; padding never counts.
+"""
+
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+import optax
+
+Batch = dict[str, jax.Array]
+
+
+def _token_mask(batch: Batch) -> jax.Array:
+    targets = batch["targets"]
+    mask = batch.get("mask")
+    if mask is None:
+        return jnp.ones(targets.shape, jnp.float32)
+    return jnp.broadcast_to(
+        mask.reshape(mask.shape + (1,) * (targets.ndim - mask.ndim)), targets.shape
+    )
+
+
+@dataclass(frozen=True)
+class LanguageModeling:
+    vocab_size: int
+
+    def loss(self, logits: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
+        mask = _token_mask(batch)
+        per_token = optax.softmax_cross_entropy_with_integer_labels(
+            logits.astype(jnp.float32), batch["targets"]
+        )
+        count = jnp.maximum(mask.sum(), 1.0)
+        correct = (jnp.argmax(logits, -1) == batch["targets"]) * mask
+        return (per_token * mask).sum() / count, {"accuracy": correct.sum() / count}
+
+    def metrics(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        """Sums over tokens, to be added across batches and divided by `count`."""
+        mask = _token_mask(batch)
+        per_token = optax.softmax_cross_entropy_with_integer_labels(
+            logits.astype(jnp.float32), batch["targets"]
+        )
+        correct = jnp.argmax(logits, -1) == batch["targets"]
+        return {
+            "loss": (per_token * mask).sum(),
+            "accuracy": (correct * mask).sum(),
+            "count": mask.sum(),
+        }
+
+    def predict(self, logits: jax.Array) -> jax.Array:
+        return jnp.argmax(logits, -1)
