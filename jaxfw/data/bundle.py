@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from jaxfw.data.preprocess import FeatureTransform
+
+if TYPE_CHECKING:
+    from jaxfw.data.streaming import StreamingSplit
+    from jaxfw.data.table_prep import TablePreprocessor
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -26,10 +31,12 @@ def _frozen(array: np.ndarray) -> np.ndarray:
 # truth value) and fail to hash them; identity semantics are the honest choice for arrays.
 @dataclass(frozen=True, eq=False)
 class Split:
-    """One role of a dataset (train, val or test): features and integer class labels."""
+    """One role of a dataset (train, val or test): inputs and targets, row by row."""
 
-    inputs: np.ndarray  # float32 [n, *input_shape]
-    targets: np.ndarray  # int32 [n]
+    # float32 [n, *input_shape] features; int32 [n, seq_len] tokens for language modelling
+    inputs: np.ndarray
+    # int32 [n] class labels; float32 [n] for regression; int32 [n, seq_len] next tokens (lm)
+    targets: np.ndarray
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.targets):
@@ -43,7 +50,7 @@ class Split:
         return len(self.targets)
 
     def class_counts(self, num_classes: int) -> list[int]:
-        """Examples per class, as plain ints (JSON-ready)."""
+        """Examples per class, as plain ints (JSON-ready); classification splits only."""
         return [int(c) for c in np.bincount(self.targets, minlength=num_classes)]
 
 
@@ -52,7 +59,8 @@ class DataBundle:
     """A dataset split three ways, plus what a run directory must record about it."""
 
     name: str
-    train: Split
+    # A StreamingSplit with data.streaming=true: read row group by row group by train_iterator.
+    train: Split | StreamingSplit
     val: Split
     test: Split
     num_classes: int
@@ -62,18 +70,37 @@ class DataBundle:
     fingerprint: str
     # What was done to the features (scale, train mean/std); export/serve replay it on raw input.
     transform: FeatureTransform = field(default_factory=FeatureTransform)
+    # "classification" (int32 labels, num_classes >= 2), "regression" (float32 targets,
+    # num_classes 0) or "lm" (int32 token windows, num_classes 256 for bytes).
+    task_kind: str = "classification"
+    # Tables: the fitted column encoding; the trainer saves `preprocessor.to_json()` as
+    # preprocessing.json, and evaluation/inference re-apply it with `transform(columns)`.
+    preprocessor: TablePreprocessor | None = None
+    # Tables: the data report computed from the raw columns at load (see report.data_report).
+    report: dict[str, Any] | None = None
+
+    def example_batch(self, size: int) -> dict[str, np.ndarray]:
+        """The first `size` train examples, for shapes (model init); works when streaming."""
+        return {"inputs": self.train.inputs[:size], "targets": self.train.targets[:size]}
 
     def summary(self) -> dict:
         """A JSON-serialisable description: split sizes, class balance, shape, fingerprint."""
-        return {
+        out = {
             "name": self.name,
+            "task_kind": self.task_kind,
             "num_classes": self.num_classes,
             "input_shape": list(self.input_shape),
             "fingerprint": self.fingerprint,
             "scale": self.transform.scale,
             "standardized": self.transform.mean is not None,
             "sizes": {role: len(getattr(self, role)) for role in SPLIT_NAMES},
-            "class_counts": {
-                role: getattr(self, role).class_counts(self.num_classes) for role in SPLIT_NAMES
-            },
         }
+        if self.task_kind == "classification":
+            out["class_counts"] = {
+                role: getattr(self, role).class_counts(self.num_classes) for role in SPLIT_NAMES
+            }
+        if self.preprocessor is not None:
+            out["target"] = self.preprocessor.target
+            out["classes"] = list(self.preprocessor.classes)
+            out["num_features"] = self.preprocessor.num_features
+        return out
