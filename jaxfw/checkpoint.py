@@ -26,6 +26,8 @@ from jaxfw.errors import UserError
 log = logging.getLogger("jaxfw")
 
 ITEMS = ("state", "data", "meta")
+# Orbax's words for a checkpoint that reads fine but has other shapes or structure.
+_MISMATCH = ("not compatible with the stored shape", "Topology mismatch", "tree structure")
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -154,6 +156,7 @@ class Checkpointer:
         candidates = [step] if step is not None else list(reversed(self.steps()))
         if not candidates:
             raise NoCheckpoint(f"No complete checkpoint in {self.directory}.")
+        reason = ""
         for candidate in candidates:
             try:
                 restored = self._manager.restore(
@@ -166,6 +169,13 @@ class Checkpointer:
                 )
             except Exception as exc:  # any failure to read it makes this checkpoint unusable
                 reason = " ".join(str(exc).split())[:300]
+                if any(marker in reason for marker in _MISMATCH):
+                    # Readable but not this run's state (e.g. the model changed): older
+                    # checkpoints would not fit either.
+                    raise NoCheckpoint(
+                        f"Checkpoint step {candidate} in {self.directory} does not fit this "
+                        f"run's model or optimizer: {reason}"
+                    ) from exc
                 if step is not None:
                     raise NoCheckpoint(
                         f"Checkpoint step {candidate} in {self.directory} is unreadable: {reason}"
@@ -176,7 +186,10 @@ class Checkpointer:
                 )  # fmt: skip
                 continue
             return candidate, restored.state, dict(restored.meta)
-        raise NoCheckpoint(f"No readable checkpoint in {self.directory} (tried {candidates}).")
+        raise NoCheckpoint(
+            f"No readable checkpoint in {self.directory} (tried steps {candidates}; last error: "
+            f"{reason})."
+        )
 
     def restore_state(self, abstract_state: Any, step: int) -> Any:
         """Only the TrainState of checkpoint `step` (e.g. the best one, for evaluation)."""

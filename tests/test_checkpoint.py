@@ -197,3 +197,9 @@ def test_every_seconds_triggers_saves_between_grid_steps(tmp_path):
         "checkpoint.keep_best=0",
     )
     assert _steps(result.run_dir) == list(range(1, 13))
+
+
+def test_a_changed_model_names_the_mismatch_instead_of_falling_back(tmp_path):
+    _train(tmp_path, "run", "trainer.steps=20")
+    with pytest.raises(NoCheckpoint, match=r"does not fit this run's model.*stored shape"):
+        _train(tmp_path, "run", "trainer.steps=40", "model.hidden=[128,128]")
