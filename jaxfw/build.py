@@ -18,11 +18,12 @@ from jaxfw import sharding
 from jaxfw.config.validate import validate_config
 from jaxfw.data import DataBundle, load_dataset, train_iterator
 from jaxfw.errors import UserError
+from jaxfw.metrics import CLASSIFICATION_METRICS, LM_METRICS, REGRESSION_METRICS
 from jaxfw.models import ModelFns
 from jaxfw.optim import make_optimizer, make_schedule
 from jaxfw.state import TrainState, create_train_state, state_shardings
 from jaxfw.steps import Steps, compile_steps
-from jaxfw.tasks import build_task
+from jaxfw.tasks import build_task, num_outputs
 
 
 def resolve_config(cfg: DictConfig) -> DictConfig:
@@ -54,6 +55,43 @@ def build_model(model_cfg: DictConfig, num_outputs: int) -> ModelFns:
             f"model._target_='{target}' built a {type(module).__name__}, not a Flax Linen module."
         )
     return ModelFns(module)
+
+
+# Scalar metrics each task can log during training (jaxfw-eval reports every metric).
+_SCALAR_METRICS = {
+    "classification": [
+        m for m in CLASSIFICATION_METRICS if not m.endswith(("_per_class", "matrix"))
+    ],
+    "regression": list(REGRESSION_METRICS),
+    "lm": list(LM_METRICS),
+}
+
+
+def check_task_fits_data(cfg: DictConfig, data: DataBundle) -> None:
+    kind = getattr(data, "task_kind", "classification")
+    if kind != cfg.task.name:
+        raise UserError(
+            f"task={cfg.task.name} does not fit data.source={cfg.data.source}, whose targets "
+            f"are for {kind}; use task={kind}."
+        )
+    valid = ["loss", *_SCALAR_METRICS[kind]]
+    if kind == "classification":  # binary tasks report roc_auc, multiclass ones roc_auc_ovr_*
+        binary = data.num_classes == 2
+        valid = [
+            m for m in valid if not (m.startswith("roc_auc_ovr") if binary else m == "roc_auc")
+        ]
+    for name in cfg.task.metrics:
+        if name not in valid:
+            raise UserError(
+                f"Unknown metric '{name}' in task.metrics for this {kind} task; valid choices: "
+                f"{', '.join(valid)}."
+            )
+    best = cfg.task.best_metric
+    if best.split("/", 1)[-1] not in cfg.task.metrics or not best.startswith("eval/"):
+        raise UserError(
+            f"task.best_metric={best} must be 'eval/<name>' for a name in task.metrics "
+            f"({', '.join(cfg.task.metrics)})."
+        )
 
 
 @dataclass
@@ -100,7 +138,8 @@ class Parts:
 
 def build_parts(cfg: DictConfig) -> Parts:
     data = load_dataset(cfg.data, cfg.seed)
-    model = build_model(cfg.model, data.num_classes)
+    check_task_fits_data(cfg, data)
+    model = build_model(cfg.model, num_outputs(cfg.task.name, data.num_classes))
     task = build_task(cfg.task, data.num_classes)
     schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, cfg.trainer.steps)
     tx = make_optimizer(cfg.optimizer, schedule)

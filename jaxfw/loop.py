@@ -133,7 +133,14 @@ class Loop:
         batch_size = self.cfg.trainer.eval_batch_size
         data = getattr(self.parts.data, split)
         metrics = evaluate(
-            self.parts.steps.eval, state, data, batch_size, self.parts.put_global, prefix
+            self.parts.steps.eval,
+            self.parts.task,
+            state,
+            data,
+            batch_size,
+            self.parts.put_global,
+            prefix,
+            list(self.cfg.task.metrics),
         )
         self.outputs.write(step, metrics)
         self.progress.message(

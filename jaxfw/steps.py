@@ -23,7 +23,7 @@ Metrics = dict[str, jax.Array]
 @dataclass(frozen=True)
 class Steps:
     train: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
-    eval: Callable[[TrainState, Batch], Metrics]
+    eval: Callable[[TrainState, Batch], dict[str, Any]]
 
 
 def make_train_step(
@@ -71,11 +71,12 @@ def make_train_step(
     return train_step
 
 
-def make_eval_step(model: ModelFns, task: Any) -> Callable[[TrainState, Batch], Metrics]:
-    def eval_step(state: TrainState, batch: Batch) -> Metrics:
+def make_eval_step(model: ModelFns, task: Any) -> Callable[[TrainState, Batch], dict[str, Any]]:
+    def eval_step(state: TrainState, batch: Batch) -> dict[str, Any]:
+        """{"stats": additive statistics, "scores": per-example scores (or None)}."""
         variables = {"params": state.params, **state.model_state}
         outputs, _ = model.apply(variables, batch, train=False)
-        return task.metrics(outputs, batch)
+        return {"stats": task.stats(outputs, batch), "scores": task.scores(outputs)}
 
     return eval_step
 

@@ -21,6 +21,7 @@ from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
 from jaxfw.config.schema import Config
 from jaxfw.distributed import distributed_settings, initialize
 from jaxfw.errors import UserError
+from jaxfw.evaluation import evaluation_document, write_evaluation
 from jaxfw.loop import BestTracker, Loop, LoopState
 from jaxfw.observe import make_progress
 from jaxfw.resume import config_identity, find_unfinished_run, resume_source
@@ -196,11 +197,22 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
 def _test_metrics(
     loop: Loop, state: TrainState, checkpointer: Checkpointer | None
 ) -> dict[str, float]:
-    """Test metrics of the best checkpoint (the final state without checkpoints)."""
-    step = loop.cfg.trainer.steps
+    """The test split scored on the best checkpoint (the final state without checkpoints);
+    with task.report_at_end, every metric of it goes to report/ too."""
+    cfg, step = loop.cfg, loop.cfg.trainer.steps
     best_step = checkpointer.best_step() if checkpointer is not None else None
+    kind = "best" if best_step is not None else "final"
     if checkpointer is not None and best_step is not None and best_step != step:
         state = checkpointer.restore_state(abstract_like(state), best_step)
-    metrics = loop.evaluate(state, "test", "test", step)
-    loop.outputs.update(test_checkpoint_step=best_step if best_step is not None else step)
+    checkpoint = {"kind": kind, "step": best_step if best_step is not None else step}
+    document = evaluation_document(cfg, loop.parts, state, "test", checkpoint, loop.outputs.run_dir)
+    metrics = {f"test/{name}": float(document["metrics"][name]) for name in cfg.task.metrics}
+    loop.outputs.write(step, metrics)
+    loop.progress.message(
+        f"test ({kind} checkpoint, step {checkpoint['step']}): "
+        + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+    )
+    loop.outputs.update(test_checkpoint_step=checkpoint["step"])
+    if cfg.task.report_at_end and loop.outputs.enabled:
+        write_evaluation(loop.outputs.run_dir, document)
     return metrics

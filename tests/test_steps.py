@@ -12,7 +12,8 @@ from jaxfw.models import MLP, ModelFns
 from jaxfw.optim import make_optimizer, make_schedule
 from jaxfw.state import create_train_state
 from jaxfw.steps import compile_steps, make_eval_step
-from jaxfw.tasks import Classification, finalize_metrics
+from jaxfw.metrics import to_host
+from jaxfw.tasks import Classification
 
 
 def _batch(n=32, features=8, classes=3, seed=0):
@@ -90,10 +91,11 @@ def test_masked_eval_counts_only_real_examples():
         "mask": np.concatenate([np.ones(20, np.float32), np.zeros(12, np.float32)]),
     }
     unpadded = {**real, "mask": np.ones(20, np.float32)}
-    a = finalize_metrics(jax.device_get(eval_step(state, padded)))
-    b = finalize_metrics(jax.device_get(eval_step(state, unpadded)))
-    assert a == pytest.approx(b, rel=1e-6)
-    assert float(eval_step(state, padded)["count"]) == 20
+    a = task.finalize(to_host(eval_step(state, padded)["stats"]), None)
+    b = task.finalize(to_host(eval_step(state, unpadded)["stats"]), None)
+    for name in ("loss", "accuracy", "f1_macro", "ece"):
+        assert a[name] == pytest.approx(b[name], rel=1e-6)
+    assert a["confusion_matrix"] == b["confusion_matrix"] and a["count"] == 20
 
 
 def test_schedules_have_the_configured_shape():

@@ -53,6 +53,8 @@ class DataSource(Enum):
 
 class TaskName(Enum):
     classification = "classification"
+    regression = "regression"
+    lm = "lm"
 
 
 class MetricMode(Enum):
@@ -170,6 +172,9 @@ class TaskConfig:
     label_smoothing: float = 0.0
     best_metric: str = "eval/accuracy"  # tracked as the run's best metric
     best_mode: MetricMode = MetricMode.max
+    # Computed at every training-time evaluation (eval/<name>); jaxfw-eval computes all.
+    metrics: list[str] = field(default_factory=lambda: ["loss", "accuracy"])
+    report_at_end: bool = True  # evaluate the best checkpoint on the test split into report/
 
 
 @dataclass

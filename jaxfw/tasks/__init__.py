@@ -1,18 +1,38 @@
-"""Tasks: pure loss, metrics and predict functions over a model's outputs."""
+"""Tasks: pure loss, evaluation statistics and predict functions over a model's outputs."""
 
 from typing import Any
 
 from jaxfw.errors import UserError
-from jaxfw.tasks.classification import Classification, finalize_metrics
+from jaxfw.tasks.classification import Classification
 from jaxfw.tasks.lm import LanguageModeling
+from jaxfw.tasks.regression import Regression
 
-TASKS = ("classification",)
+TASKS = ("classification", "regression", "lm")
+
+Task = Classification | Regression | LanguageModeling
 
 
-def build_task(cfg: Any, num_classes: int) -> Classification:
+def build_task(cfg: Any, num_classes: int) -> Task:
     if cfg.name == "classification":
         return Classification(num_classes=num_classes, label_smoothing=cfg.label_smoothing)
+    if cfg.name == "regression":
+        return Regression()
+    if cfg.name == "lm":
+        return LanguageModeling(vocab_size=num_classes)
     raise UserError(f"Unknown task.name '{cfg.name}'; valid choices: {', '.join(TASKS)}.")
 
 
-__all__ = ["TASKS", "Classification", "LanguageModeling", "build_task", "finalize_metrics"]
+def num_outputs(task_name: str, num_classes: int) -> int:
+    """The model's output width for a task: classes (or vocabulary), or 1 for regression."""
+    return 1 if task_name == "regression" else num_classes
+
+
+__all__ = [
+    "TASKS",
+    "Classification",
+    "LanguageModeling",
+    "Regression",
+    "Task",
+    "build_task",
+    "num_outputs",
+]

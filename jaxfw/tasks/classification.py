@@ -5,10 +5,13 @@ last evaluation batch counts exactly the real examples.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxfw.metrics import ScoreAccumulator, classification_metrics, classification_stats
 
 Batch = dict[str, jax.Array]
 
@@ -33,24 +36,19 @@ class Classification:
         correct = (jnp.argmax(logits, -1) == batch["targets"]) * mask
         return (per_example * mask).sum() / count, {"accuracy": correct.sum() / count}
 
-    def metrics(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-        """Sums over the batch, to be added across batches and divided by `count`."""
-        mask = _mask(batch)
-        per_example = optax.softmax_cross_entropy_with_integer_labels(
-            logits.astype(jnp.float32), batch["targets"]
-        )
-        correct = jnp.argmax(logits, -1) == batch["targets"]
-        return {
-            "loss": (per_example * mask).sum(),
-            "accuracy": (correct * mask).sum(),
-            "count": mask.sum(),
-        }
+    def stats(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        """Additive evaluation statistics (summed over batches and devices)."""
+        return classification_stats(logits, batch["targets"], _mask(batch))
+
+    def scores(self, logits: jax.Array) -> jax.Array:
+        """Per-example class probabilities, for the exact ranking metrics (ROC AUC)."""
+        return jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+
+    def finalize(self, stats: dict, scores: ScoreAccumulator | None) -> dict[str, Any]:
+        metrics = classification_metrics(stats)
+        if scores is not None and len(scores.targets):
+            metrics.update(scores.metrics())
+        return {"loss": metrics["log_loss"], **metrics}
 
     def predict(self, logits: jax.Array) -> jax.Array:
         return jnp.argmax(logits, -1)
-
-
-def finalize_metrics(sums: dict[str, float]) -> dict[str, float]:
-    """Means from summed metrics (the `count` entry is the number of real examples)."""
-    count = max(float(sums["count"]), 1.0)
-    return {name: float(value) / count for name, value in sums.items() if name != "count"}

@@ -5,10 +5,13 @@ tokens; padding never counts.
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
+
+from jaxfw.metrics import ScoreAccumulator, lm_metrics, lm_stats
 
 Batch = dict[str, jax.Array]
 
@@ -36,18 +39,15 @@ class LanguageModeling:
         correct = (jnp.argmax(logits, -1) == batch["targets"]) * mask
         return (per_token * mask).sum() / count, {"accuracy": correct.sum() / count}
 
-    def metrics(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-        """Sums over tokens, to be added across batches and divided by `count`."""
-        mask = _token_mask(batch)
-        per_token = optax.softmax_cross_entropy_with_integer_labels(
-            logits.astype(jnp.float32), batch["targets"]
-        )
-        correct = jnp.argmax(logits, -1) == batch["targets"]
-        return {
-            "loss": (per_token * mask).sum(),
-            "accuracy": (correct * mask).sum(),
-            "count": mask.sum(),
-        }
+    def stats(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        return lm_stats(logits, batch["targets"], batch.get("mask"))
+
+    def scores(self, logits: jax.Array) -> None:
+        return None  # per-token scores are not kept
+
+    def finalize(self, stats: dict, scores: ScoreAccumulator | None) -> dict[str, Any]:
+        metrics = lm_metrics(stats)
+        return {"loss": metrics["log_loss"], **metrics}
 
     def predict(self, logits: jax.Array) -> jax.Array:
         return jnp.argmax(logits, -1)

@@ -1,9 +1,12 @@
 """Regression: mean squared error on a single output per example."""
 
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from jaxfw.metrics import ScoreAccumulator, regression_metrics, regression_stats
 
 Batch = dict[str, jax.Array]
 
@@ -26,15 +29,16 @@ class Regression:
         count = jnp.maximum(mask.sum(), 1.0)
         return (error**2 * mask).sum() / count, {"mae": (jnp.abs(error) * mask).sum() / count}
 
-    def metrics(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-        """Sums over the batch, to be added across batches and divided by `count`."""
-        mask = _mask(batch)
-        error = _predictions(outputs) - batch["targets"].astype(jnp.float32)
-        return {
-            "loss": (error**2 * mask).sum(),
-            "mae": (jnp.abs(error) * mask).sum(),
-            "count": mask.sum(),
-        }
+    def stats(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
+        return regression_stats(_predictions(outputs), batch["targets"], _mask(batch))
+
+    def scores(self, outputs: jax.Array) -> jax.Array:
+        """Predictions, kept for the residual plot."""
+        return _predictions(outputs)
+
+    def finalize(self, stats: dict, scores: ScoreAccumulator | None) -> dict[str, Any]:
+        metrics = regression_metrics(stats)
+        return {"loss": metrics["mse"], **metrics}
 
     def predict(self, outputs: jax.Array) -> jax.Array:
         return _predictions(outputs)

@@ -1,0 +1,165 @@
+"""Evaluate a run's checkpoint on a split and write its report (`jaxfw-eval`, and the
+automatic evaluation at the end of training).
+
+The document written to report/metrics.json holds every metric of the task, the
+curves behind the plots, and where the numbers came from: config, data fingerprint,
+checkpoint step, run metadata.
+"""
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from jaxfw.build import Parts, build_parts
+from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
+from jaxfw.errors import UserError
+from jaxfw.evaluate import evaluate_split
+from jaxfw.metrics import average_precision, roc_auc
+from jaxfw.observe import RUN_FILE, read_jsonl
+from jaxfw.report import write_report
+from jaxfw.state import TrainState
+
+SPLITS = ("train", "val", "test")
+REPORT_DIR = "report"
+
+
+def _class_names(parts: Parts) -> list[str]:
+    names = getattr(parts.data, "class_names", None)
+    return [str(n) for n in names] if names else [str(i) for i in range(parts.data.num_classes)]
+
+
+def _curves(evaluation: Any, class_names: list[str]) -> dict[str, Any]:
+    curves: dict[str, Any] = {}
+    stats = evaluation.stats
+    if "ece_count" in stats:
+        count = np.asarray(stats["ece_count"], float)
+        seen = count > 0
+        mean = lambda key: np.where(seen, np.asarray(stats[key]) / np.maximum(count, 1), np.nan)  # noqa: E731
+        bins = len(count)
+        curves["reliability"] = {
+            "confidence": [
+                None if not s else float(v) for s, v in zip(seen, mean("ece_conf_sum"), strict=True)
+            ],
+            "accuracy": [
+                None if not s else float(v) for s, v in zip(seen, mean("ece_acc_sum"), strict=True)
+            ],
+            "count": count.astype(int).tolist(),
+            "edges": np.linspace(0.0, 1.0, bins + 1).tolist(),
+        }
+    scores = evaluation.scores
+    if scores is not None and len(scores.targets):
+        # Binary: the positive class only; multiclass: one-vs-rest per class present.
+        classes = [1] if scores.num_classes == 2 else range(scores.num_classes)
+        roc, pr = {}, {}
+        for index in classes:
+            if not (scores.targets == index).any() or (scores.targets == index).all():
+                continue
+            fpr, tpr, _ = scores.roc_curve(index)
+            recall, precision, _ = scores.precision_recall_curve(index)
+            positive, score = scores.targets == index, scores.probabilities[:, index]
+            name = class_names[index]
+            roc[name] = {"x": fpr.tolist(), "y": tpr.tolist(), "auc": roc_auc(positive, score)}
+            pr[name] = {
+                "x": recall.tolist(),
+                "y": precision.tolist(),
+                "ap": average_precision(positive, score),
+            }
+        curves["roc"], curves["pr"] = roc, pr
+    if evaluation.predictions is not None:
+        curves["residuals"] = {
+            "predictions": evaluation.predictions.tolist(),
+            "targets": evaluation.targets.tolist(),
+        }
+    return curves
+
+
+def evaluation_document(
+    cfg: DictConfig,
+    parts: Parts,
+    state: TrainState,
+    split: str,
+    checkpoint: dict[str, Any],
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Every metric of `state` on `split`, with curves and provenance."""
+    evaluation = evaluate_split(
+        parts.steps.eval,
+        parts.task,
+        state,
+        getattr(parts.data, split),
+        cfg.trainer.eval_batch_size,
+        parts.put_global,
+        keep_scores=True,
+    )
+    run_file = run_dir / RUN_FILE
+    run = json.loads(run_file.read_text()) if run_file.exists() else {}
+    report_file = run_dir / "data_report.json"
+    findings = (
+        json.loads(report_file.read_text()).get("findings", []) if report_file.exists() else []
+    )
+    class_names = _class_names(parts) if cfg.task.name == "classification" else []
+    return {
+        "run_dir": str(run_dir),
+        "run_id": run.get("run_id", ""),
+        "split": split,
+        "checkpoint": checkpoint,
+        "task": cfg.task.name,
+        "class_names": class_names,
+        "metrics": evaluation.metrics,
+        "curves": _curves(evaluation, class_names),
+        "config": OmegaConf.to_container(cfg),
+        "data_fingerprint": parts.data.fingerprint,
+        "data_findings": findings,
+        "run": run,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_evaluation(run_dir: Path, document: dict[str, Any]) -> dict[str, Path]:
+    metrics_file = run_dir / "metrics.jsonl"
+    history = read_jsonl(metrics_file) if metrics_file.exists() else []
+    return write_report(run_dir / REPORT_DIR, document, history)
+
+
+def _pick_step(checkpointer: Checkpointer, which: str) -> tuple[str, int]:
+    steps = checkpointer.steps()
+    if not steps:
+        raise UserError(f"No checkpoint in {checkpointer.directory} to evaluate.")
+    if which == "latest":
+        return "latest", steps[-1]
+    if which == "best":
+        best = checkpointer.best_step()
+        return ("best", best) if best is not None else ("latest", steps[-1])
+    if which.isdigit() and int(which) in steps:
+        return "step", int(which)
+    raise UserError(
+        f"checkpoint={which} is not best, latest or a saved step; saved steps: "
+        f"{', '.join(map(str, steps))}."
+    )
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict:
+    """Evaluate a finished (or running) run's checkpoint; write <run_dir>/report/."""
+    run_dir = Path(run_dir)
+    config_file = run_dir / "config.yaml"
+    if not config_file.exists():
+        raise UserError(f"'{run_dir}' is not a jaxfw run directory (no config.yaml in it).")
+    if split not in SPLITS:
+        raise UserError(f"split={split} is not one of {', '.join(SPLITS)}.")
+    cfg = OmegaConf.load(config_file)
+    checkpointer = Checkpointer(
+        run_dir / CHECKPOINT_DIR,
+        metric=cfg.task.best_metric,
+        mode=cfg.task.best_mode,
+        read_only=True,
+    )
+    kind, step = _pick_step(checkpointer, checkpoint)
+    parts = build_parts(cfg)
+    state = checkpointer.restore_state(abstract_like(parts.init_state()), step)
+    document = evaluation_document(cfg, parts, state, split, {"kind": kind, "step": step}, run_dir)
+    document["paths"] = {k: str(v) for k, v in write_evaluation(run_dir, document).items()}
+    return document
