@@ -140,7 +140,8 @@ def build_parts(cfg: DictConfig) -> Parts:
     data = load_dataset(cfg.data, cfg.seed)
     check_task_fits_data(cfg, data)
     model = build_model(cfg.model, num_outputs(cfg.task.name, data.num_classes))
-    task = build_task(cfg.task, data.num_classes)
+    target_mean = float(np.mean(data.train.targets)) if cfg.task.name == "regression" else 0.0
+    task = build_task(cfg.task, data.num_classes, target_mean)
     schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, cfg.trainer.steps)
     tx = make_optimizer(cfg.optimizer, schedule)
     mesh = sharding.make_mesh(cfg.mesh)

@@ -113,8 +113,13 @@ class ScoreAccumulator:
                 f"{probabilities.shape[1]} classes after {self.num_classes} in earlier batches"
             )
         keep = np.ones(targets.shape, bool) if mask is None else np.asarray(mask) > 0
+        real_targets = targets[keep]
+        num_classes = probabilities.shape[1]
+        # Padded rows may hold any target; real ones must name a class.
+        if real_targets.size and not 0 <= real_targets.min() <= real_targets.max() < num_classes:
+            raise ValueError(f"targets of real rows must lie in [0, {num_classes})")
         self._probabilities.append(probabilities[keep])
-        self._targets.append(targets[keep])
+        self._targets.append(real_targets)
 
     @property
     def num_classes(self) -> int:

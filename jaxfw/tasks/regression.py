@@ -23,6 +23,10 @@ def _predictions(outputs: jax.Array) -> jax.Array:
 
 @dataclass(frozen=True)
 class Regression:
+    # The training targets' mean: R^2's spread is summed around it, which keeps float32
+    # sums accurate for targets far from 0 (it must be the same for every batch).
+    target_shift: float = 0.0
+
     def loss(self, outputs: jax.Array, batch: Batch) -> tuple[jax.Array, dict[str, jax.Array]]:
         mask = _mask(batch)
         error = _predictions(outputs) - batch["targets"].astype(jnp.float32)
@@ -30,7 +34,9 @@ class Regression:
         return (error**2 * mask).sum() / count, {"mae": (jnp.abs(error) * mask).sum() / count}
 
     def stats(self, outputs: jax.Array, batch: Batch) -> dict[str, jax.Array]:
-        return regression_stats(_predictions(outputs), batch["targets"], _mask(batch))
+        return regression_stats(
+            _predictions(outputs), batch["targets"], _mask(batch), target_shift=self.target_shift
+        )
 
     def scores(self, outputs: jax.Array) -> jax.Array:
         """Predictions, kept for the residual plot."""
