@@ -140,7 +140,12 @@ def build_parts(cfg: DictConfig) -> Parts:
     data = load_dataset(cfg.data, cfg.seed)
     check_task_fits_data(cfg, data)
     model = build_model(cfg.model, num_outputs(cfg.task.name, data.num_classes))
-    target_mean = float(np.mean(data.train.targets)) if cfg.task.name == "regression" else 0.0
+    target_mean = 0.0
+    if cfg.task.name == "regression":
+        preprocessor = getattr(data, "preprocessor", None)
+        target_mean = getattr(preprocessor, "target_mean", None)
+        if target_mean is None:
+            target_mean = float(np.mean(data.train.targets))
     task = build_task(cfg.task, data.num_classes, target_mean)
     schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, cfg.trainer.steps)
     tx = make_optimizer(cfg.optimizer, schedule)
@@ -149,10 +154,8 @@ def build_parts(cfg: DictConfig) -> Parts:
     sharding.check_batch_size("trainer.eval_batch_size", cfg.trainer.eval_batch_size, mesh)
     batch_sharding = sharding.batch_sharding(mesh)
     replicated = sharding.replicated(mesh)
-    example = {  # shapes for initialisation; the training stream itself stays untouched
-        "inputs": data.train.inputs[: cfg.trainer.batch_size],
-        "targets": data.train.targets[: cfg.trainer.batch_size],
-    }
+    # Shapes for initialisation; the training stream itself stays untouched.
+    example = data.example_batch(cfg.trainer.batch_size)
     rules = dict(cfg.mesh.rules)
     state_sharding = state_shardings(model, tx, example, mesh, rules)
 

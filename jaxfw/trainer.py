@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxfw.build import Parts, build_parts, resolve_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
 from jaxfw.config.schema import Config
+from jaxfw.data import format_finding, validate_data
 from jaxfw.distributed import distributed_settings, initialize
 from jaxfw.errors import UserError
 from jaxfw.evaluation import evaluation_document, write_evaluation
@@ -31,6 +32,8 @@ from jaxfw.state import TrainState
 log = logging.getLogger("jaxfw")
 
 DEFAULT_RUN_DIR = Config.run_dir
+DATA_REPORT = "data_report.json"
+PREPROCESSING = "preprocessing.json"
 
 
 @dataclass
@@ -95,6 +98,22 @@ def _restore(
     return state, step, meta, lineage
 
 
+def _check_data(cfg: DictConfig, parts: Parts, run_path: Path) -> None:
+    """Write data_report.json (and the fitted preprocessing) into the run; stop on
+    error-level findings when data.validation=error."""
+    writes = cfg.logger.enabled and jax.process_index() == 0
+    if writes:
+        run_path.mkdir(parents=True, exist_ok=True)
+    report = validate_data(parts.data, cfg.data, run_path / DATA_REPORT if writes else None)
+    for finding in report.get("findings", []):
+        if cfg.data.validation != "off" and finding["severity"] != "info":
+            log.warning("data: %s", format_finding(finding))
+    preprocessor = getattr(parts.data, "preprocessor", None)
+    if writes and preprocessor is not None:
+        # What evaluation and inference must apply to raw inputs: train-split statistics.
+        (run_path / PREPROCESSING).write_text(preprocessor.to_json())
+
+
 def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     """Train the config's model; write the run directory; return the final state.
 
@@ -111,6 +130,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     identity = config_identity(cfg)  # before the data fills in model.num_outputs
 
     parts = build_parts(cfg)
+    _check_data(cfg, parts, run_path)
     batches = parts.train_batches(cfg)
     state = parts.init_state()
     checkpointer = None

@@ -49,6 +49,20 @@ class DataSource(Enum):
     digits = "digits"
     breast_cancer = "breast_cancer"
     npz = "npz"
+    table = "table"  # CSV or Parquet
+    text = "text"  # a file or directory of text, as bytes (language modelling)
+
+
+class DataTask(Enum):
+    auto = "auto"  # strings/bools, or ints with <= 20 distinct values: classification
+    classification = "classification"
+    regression = "regression"
+
+
+class DataValidation(Enum):
+    error = "error"  # error-level findings (leakage, missing targets) stop the run
+    warn = "warn"
+    off = "off"
 
 
 class TaskName(Enum):
@@ -164,6 +178,21 @@ class DataConfig:
     val_fraction: float = 0.1  # of the rest, held out for evaluation during training
     scale: float = 1.0  # multiply inputs (before standardize)
     standardize: bool = False  # z-score features with train-split statistics
+    validation: DataValidation = DataValidation.error  # data_report.json findings
+    # data=table (CSV / Parquet)
+    target: str | None = None  # column to predict (required for data=table)
+    features: list[str] | None = None  # null: all columns but target and split_column
+    categorical: list[str] = field(default_factory=list)  # force one-hot encoding
+    numeric: list[str] = field(default_factory=list)  # force numbers (bad values named by row)
+    task: DataTask = DataTask.auto
+    split_column: str | None = None  # a column of train/val/test; null: split by seed
+    streaming: bool = False  # Parquet: stream row groups through Grain
+    missing_indicators: bool = False  # add <col>__missing features for numeric columns
+    max_categories: int = 256  # one-hot the most frequent train categories, rest = unknown
+    # data=text (byte-level language modelling)
+    seq_len: int = 128  # tokens per example
+    max_bytes: int | None = None  # keep the first N bytes (files in sorted path order)
+    glob: str | None = None  # null: **/*.txt in a directory, **/*.py in the stdlib
 
 
 @dataclass

@@ -92,7 +92,7 @@ class DataBundle:
             "input_shape": list(self.input_shape),
             "fingerprint": self.fingerprint,
             "scale": self.transform.scale,
-            "standardized": self.transform.mean is not None,
+            "standardized": self.transform.mean is not None or self.preprocessor is not None,
             "sizes": {role: len(getattr(self, role)) for role in SPLIT_NAMES},
         }
         if self.task_kind == "classification":

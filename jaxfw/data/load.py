@@ -26,12 +26,23 @@ _TEST_STREAM, _VAL_STREAM = (_SPLIT_TAG, 1), (_SPLIT_TAG, 2)
 def load_dataset(cfg: Any, seed: int) -> DataBundle:
     """Load the source named by `cfg.source` and split it train/val/test, stratified by class.
 
+    Sources "table" (CSV/Parquet, see table.py) and "text" (byte windows, see text.py) have
+    their own loaders; the array sources (bundled datasets, .npz) go through this function:
+
     test = `test_fraction` of each class; val = `val_fraction` of each class of the rest;
     train = the remainder. Inputs are multiplied by `scale` and, with `standardize`, z-scored
     with train-split statistics. The fingerprint covers the source arrays and all of this.
     """
     seed = non_negative_int(seed, "seed")
     settings = DataSettings.from_config(cfg)
+    if settings.source == "table":
+        from jaxfw.data.table import load_table
+
+        return load_table(cfg, settings, seed)
+    if settings.source == "text":
+        from jaxfw.data.text import load_text
+
+        return load_text(cfg, settings, seed)
     raw = read_source(settings)
     targets, num_classes = checked_targets(raw)
     inputs = checked_inputs(raw)

@@ -13,6 +13,7 @@ import numpy as np
 
 from jaxfw.data.bundle import Split
 from jaxfw.data.checks import non_negative_int, positive_int
+from jaxfw.data.streaming import StreamingSplit, streaming_train_iterator
 from jaxfw.errors import UserError
 
 # In-process, no reader threads: measured on a 2-core CPU, the default ReadOptions (16
@@ -90,7 +91,7 @@ def train_dataset(
 
 
 def train_iterator(
-    split: Split,
+    split: Split | StreamingSplit,
     batch_size: int,
     seed: int,
     *,
@@ -104,7 +105,12 @@ def train_iterator(
     no example repeats within an epoch. The iterator's `get_state()`/`set_state()` (and
     `grain.checkpoint.CheckpointSave/CheckpointRestore`) resume at exactly the next batch.
     `read_options` may turn on Grain's reader threads for heavy inputs; off by default.
+    A `StreamingSplit` (data.streaming=true) streams Parquet row groups instead.
     """
+    if isinstance(split, StreamingSplit):
+        return streaming_train_iterator(
+            split, batch_size, seed, process_index=process_index, process_count=process_count
+        )
     dataset = train_dataset(
         split, batch_size, seed, process_index=process_index, process_count=process_count
     )

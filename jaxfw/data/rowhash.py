@@ -28,7 +28,10 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 def _text_hashes(values: list) -> np.ndarray:
     return np.array(
-        [int.from_bytes(hashlib.blake2b(str(v).encode(), digest_size=8).digest(), "little") for v in values],
+        [
+            int.from_bytes(hashlib.blake2b(str(v).encode(), digest_size=8).digest(), "little")
+            for v in values
+        ],
         dtype=np.uint64,
     )
 
@@ -55,7 +58,8 @@ def combine(columns: list[np.ndarray], n: int) -> np.ndarray:
     """Row hashes from per-column hashes (order matters)."""
     h = np.zeros(n, np.uint64)
     for position, values in enumerate(columns):
-        h = _mix(h ^ (values + np.uint64(position + 1) * _GOLDEN))
+        salt = np.uint64((position + 1) * int(_GOLDEN) % 2**64)  # Python ints: no overflow
+        h = _mix(h ^ (values + salt))
     return h
 
 

@@ -55,11 +55,15 @@ SOURCES: dict[str, Callable[[DataSettings], RawData]] = {
 }
 
 
+# Sources with their own loader (see load.py); listed here so a typo's message names them.
+FILE_SOURCES = ("table", "text")
+
+
 def read_source(settings: DataSettings) -> RawData:
     """Load the raw arrays of the configured source."""
     loader = SOURCES.get(settings.source or "")
     if loader is None:
-        valid = ", ".join(repr(name) for name in sorted(SOURCES))
+        valid = ", ".join(repr(name) for name in sorted([*SOURCES, *FILE_SOURCES]))
         raise UserError(
             f"data.source={settings.source!r} is not a known source; choose one of {valid}."
         )

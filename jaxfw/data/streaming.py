@@ -32,6 +32,7 @@ from jaxfw.data.table_prep import PreprocessorFitter, TablePreprocessor
 from jaxfw.data.table_read import (
     ColumnPlan,
     TableFile,
+    first_line,
     open_parquet,
     plan_columns,
     prepare_chunk,
@@ -67,7 +68,13 @@ class RowGroupReader:
         return roles
 
     def prepared(self, parquet: Any, group: int, offset: int) -> pa.Table:
-        raw = parquet.read_row_group(group, columns=self.plan.columns)
+        try:
+            raw = parquet.read_row_group(group, columns=self.plan.columns)
+        except (pa.ArrowException, OSError) as error:
+            raise UserError(
+                f"Row group {group} of data file '{self.file.display}' is not readable "
+                f"({first_line(error)})."
+            ) from error
         return prepare_chunk(raw, self.plan, self.file, offset)
 
 
@@ -124,7 +131,7 @@ def load_streaming_table(
     reader = RowGroupReader(file, plan, settings, seed)
     tally = TargetTally(numeric=plan.target_type != "string")
     fitter = PreprocessorFitter(plan, options.max_categories, options.missing_indicators)
-    builder = TableReportBuilder(plan, check_rows=check_rows)
+    builder = TableReportBuilder(plan, check_rows, capacity=parquet.metadata.num_rows)
     held: dict[int, list[pa.Table]] = {1: [], 2: []}
     groups: list[tuple[int, int, int]] = []
     first_train: pa.Table | None = None
@@ -133,14 +140,13 @@ def load_streaming_table(
         prepared = reader.prepared(parquet, group, offset)
         roles = reader.roles(prepared, group)
         tally.update(prepared.column(plan.target), roles)
-        builder.update(prepared, roles, int((roles < 0).sum()) if not plan.split_column else
-                       int((~valid_targets(prepared.column(plan.target))).sum()))
+        builder.update(prepared, roles, int((roles < 0).sum()))  # -1: no target value
         train = prepared.filter(pa.array(roles == 0))
         if train.num_rows:
             fitter.update(train)
             groups.append((group, offset, train.num_rows))
-            if first_train is None:
-                first_train = train.slice(0, _SAMPLE_ROWS)
+            if first_train is None:  # a copy: a slice would keep the whole group alive
+                first_train = train.take(np.arange(min(_SAMPLE_ROWS, train.num_rows)))
         for role in held:
             held[role].append(prepared.filter(pa.array(roles == role)))
         offset += prepared.num_rows
@@ -148,13 +154,7 @@ def load_streaming_table(
 
     distinct = None if tally.overflow else len(tally.distinct())
     kind = infer_task_kind(options.task, plan.target_type, distinct)
-    from jaxfw.data.tally import ValueCounts
-
-    seen = ValueCounts()
-    for counts in tally.counts:
-        seen.counts.update(counts.counts)
-    seen.overflow = tally.overflow
-    classes = class_values(kind, seen, plan, file)
+    classes = class_values(kind, tally.combined(), plan, file)
     preprocessor = fitter.finish(kind, classes, tally.moments[0])
     assert first_train is not None  # check_split_sizes saw train rows
     train = StreamingSplit(
@@ -201,7 +201,9 @@ class _ChunkReader:
             self._parquet = open_parquet(self._split.reader.file)
         inputs, targets = self._split.read(self._parquet, chosen)
         group = self._split.groups[chosen][0]
-        rows = np.random.default_rng([self._seed, epoch, group, _SHUFFLE_TAG]).permutation(len(targets))
+        rows = np.random.default_rng([self._seed, epoch, group, _SHUFFLE_TAG]).permutation(
+            len(targets)
+        )
         return {"inputs": inputs[rows], "targets": targets[rows]}
 
 
@@ -225,7 +227,9 @@ class _RebatchIterator(grain.DatasetIterator):
                 self._current = self._chunks[self._chunk]
             size = len(self._current["targets"])
             take = min(needed, size - self._offset)
-            parts.append({k: v[self._offset : self._offset + take] for k, v in self._current.items()})
+            parts.append(
+                {k: v[self._offset : self._offset + take] for k, v in self._current.items()}
+            )
             self._offset += take
             needed -= take
             if self._offset == size:
@@ -270,7 +274,9 @@ def streaming_train_iterator(
     process_count = positive_int(process_count, "process_count")
     process_index = non_negative_int(process_index, "process_index")
     if process_index >= process_count:
-        raise UserError(f"process_index={process_index} is not allowed; use 0..{process_count - 1}.")
+        raise UserError(
+            f"process_index={process_index} is not allowed; use 0..{process_count - 1}."
+        )
     if batch_size % process_count:
         raise UserError(
             f"trainer.batch_size={batch_size} cannot be divided among {process_count} "

@@ -11,6 +11,7 @@ under `data.validation=error`, stops the run).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from jaxfw.data.table_read import (
     locate_table,
     plan_columns,
     prepare_chunk,
+    prepare_target,
     read_table,
     split_roles,
 )
@@ -40,6 +42,7 @@ from jaxfw.errors import UserError
 _SPLIT_TAG = 0x73706C74
 _TEST_STREAM, _VAL_STREAM, _ROW_STREAM = (_SPLIT_TAG, 1), (_SPLIT_TAG, 2), (_SPLIT_TAG, 3)
 _MAX_CLASSES = 10_000
+_CHUNK_ROWS = 65_536
 
 
 def load_table(cfg: Any, settings: DataSettings, seed: int) -> DataBundle:
@@ -59,35 +62,37 @@ def load_table(cfg: Any, settings: DataSettings, seed: int) -> DataBundle:
     forced = (*options.numeric, *options.categorical)
     table = read_table(file, forced if file.format == "csv" else ())
     plan = plan_columns(table.schema, options, file)
-    prepared = prepare_chunk(table, plan, file, 0)
-    target = prepared.column(plan.target)
+    target = prepare_target(table, plan, file)
     valid = valid_targets(target)
 
     seen = ValueCounts()
     seen.update(target.filter(pa.array(valid)))
-    kind = infer_task_kind(options.task, plan.target_type, None if seen.overflow else len(seen.counts))
+    kind = infer_task_kind(
+        options.task, plan.target_type, None if seen.overflow else len(seen.counts)
+    )
     classes = class_values(kind, seen, plan, file)
 
     if plan.split_column:
-        roles = split_roles(prepared.column(plan.split_column), file, plan.split_column)
+        column = table.column(plan.split_column)
+        roles = split_roles(column, file, plan.split_column)
         roles[~valid] = -1
     else:
         strata = _strata(kind, classes, target, valid)
         roles = seeded_roles(strata, valid, settings, seed)
     check_split_sizes(roles, settings, plan, file)
 
+    # Chunk by chunk, so the peak memory is the table plus the encoded splits, not several
+    # float64 copies of the whole table.
     tally = TargetTally(numeric=plan.target_type != "string")
     tally.update(target, roles)
     fitter = PreprocessorFitter(plan, options.max_categories, options.missing_indicators)
-    fitter.update(prepared.filter(pa.array(roles == 0)))
+    builder = TableReportBuilder(plan, check_rows, capacity=table.num_rows)
+    for start, chunk in _chunks(table, plan, file):
+        chunk_roles = roles[start : start + chunk.num_rows]
+        fitter.update(chunk.filter(pa.array(chunk_roles == 0)))
+        builder.update(chunk, chunk_roles, int((chunk_roles < 0).sum()))
     preprocessor = fitter.finish(kind, classes, tally.moments[0])
-    splits = {
-        role: encode_split(preprocessor, prepared.filter(pa.array(roles == index)))
-        for index, role in enumerate(SPLIT_NAMES)
-    }
-
-    builder = TableReportBuilder(plan, check_rows=check_rows)
-    builder.update(prepared, roles, int((~valid).sum()))
+    splits = _encode_splits(table, roles, plan, file, preprocessor)
     report = builder.finish(
         name=file.path.stem,
         fingerprint=fingerprint,
@@ -97,6 +102,38 @@ def load_table(cfg: Any, settings: DataSettings, seed: int) -> DataBundle:
         max_categories=options.max_categories,
     )
     return make_bundle(file, preprocessor, fingerprint, report, **splits)
+
+
+def _chunks(table: pa.Table, plan: ColumnPlan, file: TableFile) -> Iterator[tuple[int, pa.Table]]:
+    """(first row, prepared chunk) over the table, _CHUNK_ROWS rows at a time."""
+    for start in range(0, table.num_rows, _CHUNK_ROWS):
+        yield start, prepare_chunk(table.slice(start, _CHUNK_ROWS), plan, file, start)
+
+
+def _encode_splits(
+    table: pa.Table,
+    roles: np.ndarray,
+    plan: ColumnPlan,
+    file: TableFile,
+    preprocessor: TablePreprocessor,
+) -> dict[str, Split]:
+    """Each split's encoded rows, in file order, written chunk by chunk into its arrays."""
+    counts = [int((roles == index).sum()) for index in range(len(SPLIT_NAMES))]
+    inputs = [np.empty((n, preprocessor.num_features), np.float32) for n in counts]
+    regression = preprocessor.task_kind == "regression"
+    targets = [np.empty(n, np.float32 if regression else np.int32) for n in counts]
+    filled = [0, 0, 0]
+    for start, chunk in _chunks(table, plan, file):
+        chunk_roles = roles[start : start + chunk.num_rows]
+        for index in range(len(SPLIT_NAMES)):
+            rows = chunk.filter(pa.array(chunk_roles == index))
+            end = filled[index] + rows.num_rows
+            inputs[index][filled[index] : end] = preprocessor.transform(rows)
+            targets[index][filled[index] : end] = preprocessor.encode_targets(
+                rows.column(plan.target)
+            )
+            filled[index] = end
+    return {role: Split(inputs[index], targets[index]) for index, role in enumerate(SPLIT_NAMES)}
 
 
 def class_values(kind: str, seen: ValueCounts, plan: ColumnPlan, file: TableFile) -> tuple:
@@ -160,9 +197,7 @@ def check_split_sizes(
     roles: np.ndarray | list[int], settings: DataSettings, plan: ColumnPlan, file: TableFile
 ) -> None:
     """A UserError unless every split has at least one row."""
-    sizes = (
-        [int((roles == r).sum()) for r in range(3)] if isinstance(roles, np.ndarray) else roles
-    )
+    sizes = [int((roles == r).sum()) for r in range(3)] if isinstance(roles, np.ndarray) else roles
     if min(sizes) > 0:
         return
     empty = SPLIT_NAMES[sizes.index(0)]
@@ -180,7 +215,9 @@ def check_split_sizes(
 
 
 def encode_split(preprocessor: TablePreprocessor, rows: pa.Table) -> Split:
-    return Split(preprocessor.transform(rows), preprocessor.encode_targets(rows.column(preprocessor.target)))
+    return Split(
+        preprocessor.transform(rows), preprocessor.encode_targets(rows.column(preprocessor.target))
+    )
 
 
 def make_bundle(

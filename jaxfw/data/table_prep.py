@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jaxfw.data.tally import Moments, ValueCounts, finite_values
 from jaxfw.data.table_read import ColumnPlan, to_numeric
+from jaxfw.data.tally import Moments, ValueCounts, finite_values
 from jaxfw.errors import UserError
 
 FORMAT = "jaxfw.table_preprocessor/v1"
@@ -71,7 +71,9 @@ def as_table(data: Any) -> pa.Table:
         for name, values in data.items():
             if isinstance(values, (str, bytes, int, float, bool)) or values is None:
                 values = [values]
-            columns[str(name)] = pa.array(np.asarray(values) if isinstance(values, np.ndarray) else list(values))
+            columns[str(name)] = pa.array(
+                np.asarray(values) if isinstance(values, np.ndarray) else list(values)
+            )
         return pa.table(columns)
     raise TypeError(f"Expected a pyarrow Table or a mapping of columns, got {type(data).__name__}.")
 
@@ -214,7 +216,9 @@ class TablePreprocessor:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise UserError(f"The preprocessing description is not valid JSON ({error}).") from error
+            raise UserError(
+                f"The preprocessing description is not valid JSON ({error})."
+            ) from error
         return cls.from_dict(data)
 
 

@@ -67,10 +67,10 @@ def locate_table(path: str | None) -> TableFile:
     return TableFile(file, path, fmt)
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(
-        error
-    ).__name__
+def first_line(error: Exception) -> str:
+    """pyarrow's explanation, cut to its first line so it fits inside one sentence."""
+    text = str(error).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(error).__name__
 
 
 def read_table(file: TableFile, as_strings: tuple[str, ...] = ()) -> pa.Table:
@@ -90,7 +90,7 @@ def read_table(file: TableFile, as_strings: tuple[str, ...] = ()) -> pa.Table:
     except (pa.ArrowException, OSError) as error:
         raise UserError(
             f"Data file '{file.display}' is not a readable {file.format.upper()} file "
-            f"({_first_line(error)})."
+            f"({first_line(error)})."
         ) from error
     if table.num_rows == 0:
         raise UserError(f"Data file '{file.display}' holds no rows.")
@@ -109,7 +109,7 @@ def open_parquet(file: TableFile):  # -> pyarrow.parquet.ParquetFile
         parquet = pq.ParquetFile(file.path)
     except (pa.ArrowException, OSError) as error:
         raise UserError(
-            f"Data file '{file.display}' is not a readable PARQUET file ({_first_line(error)})."
+            f"Data file '{file.display}' is not a readable PARQUET file ({first_line(error)})."
         ) from error
     if parquet.metadata.num_rows == 0:
         raise UserError(f"Data file '{file.display}' holds no rows.")
@@ -158,7 +158,9 @@ def plan_columns(schema: pa.Schema, settings: TableSettings, file: TableFile) ->
 
     def check(name: str, key: str) -> None:
         if name not in names:
-            raise UserError(f"{key}={name!r} is not a column of {file.origin}; its columns are {listing}.")
+            raise UserError(
+                f"{key}={name!r} is not a column of {file.origin}; its columns are {listing}."
+            )
 
     check(settings.target, "data.target")
     if settings.split_column:
@@ -183,7 +185,9 @@ def plan_columns(schema: pa.Schema, settings: TableSettings, file: TableFile) ->
                 "leave it out of data.features."
             )
     if not features:
-        raise UserError(f"{file.origin[:1].upper()}{file.origin[1:]} has no feature columns besides the target.")
+        raise UserError(
+            f"{file.origin[:1].upper()}{file.origin[1:]} has no feature columns besides the target."
+        )
 
     numeric = set()
     for name in features:
@@ -318,19 +322,27 @@ def prepare_chunk(table: pa.Table, plan: ColumnPlan, file: TableFile, offset: in
         if name not in plan.forced_categorical:
             _check_not_numbers(column, name, file, offset)
         out[name] = column
-    target = table.column(plan.target)
-    if plan.target_type == "string":
-        out[plan.target] = _as_text(target)
-    elif plan.target_type == "integer":
-        out[plan.target] = pc.cast(_decoded(target), pa.int64())
-    else:
-        out[plan.target] = to_numeric(
-            target, plan.target, file.origin, file.row_phrase, offset,
-            "fix that value or set data.task=classification",
-        )
+    out[plan.target] = prepare_target(table, plan, file, offset)
     if plan.split_column:
         out[plan.split_column] = _as_text(table.column(plan.split_column))
     return pa.table(out)
+
+
+def prepare_target(table: pa.Table, plan: ColumnPlan, file: TableFile, offset: int = 0):
+    """The target column in canonical form: text, int64 or float64 (see prepare_chunk)."""
+    target = table.column(plan.target)
+    if plan.target_type == "string":
+        return _as_text(target)
+    if plan.target_type == "integer":
+        return pc.cast(_decoded(target), pa.int64())
+    return to_numeric(
+        target,
+        plan.target,
+        file.origin,
+        file.row_phrase,
+        offset,
+        "fix that value or set data.task=classification",
+    )
 
 
 def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -340,6 +352,7 @@ def _decoded(column: pa.ChunkedArray) -> pa.ChunkedArray:
 
 def split_roles(column: pa.ChunkedArray, file: TableFile, name: str) -> np.ndarray:
     """int8 roles (0 train, 1 val, 2 test) from a column of 'train'/'val'/'test' strings."""
+    column = _as_text(column)
     index = pc.index_in(column, value_set=pa.array(SPLIT_VALUES))
     roles = np.asarray(pc.fill_null(index, -1), dtype=np.int8)
     if (roles < 0).any():
@@ -351,4 +364,3 @@ def split_roles(column: pa.ChunkedArray, file: TableFile, name: str) -> np.ndarr
             "must be 'train', 'val' or 'test'."
         )
     return roles
-

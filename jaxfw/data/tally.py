@@ -121,6 +121,14 @@ class TargetTally:
     def overflow(self) -> bool:
         return any(c.overflow for c in self.counts)
 
+    def combined(self) -> ValueCounts:
+        """Value counts over all splits."""
+        total = ValueCounts(overflow=self.overflow)
+        if not total.overflow:
+            for counts in self.counts:
+                total.counts.update(counts.counts)
+        return total
+
     def distinct(self) -> list:
         """The sorted distinct values over all splits."""
         values: set = set()
