@@ -67,6 +67,18 @@ _SCALAR_METRICS = {
 }
 
 
+def _target_scale(cfg: DictConfig, data: DataBundle) -> tuple[float, float]:
+    """Regression targets' train mean and std (the model predicts standardised targets)."""
+    if cfg.task.name != "regression":
+        return 0.0, 1.0
+    preprocessor = getattr(data, "preprocessor", None)
+    mean = getattr(preprocessor, "target_mean", None)
+    std = getattr(preprocessor, "target_std", None)
+    if mean is None or std is None:
+        mean, std = float(np.mean(data.train.targets)), float(np.std(data.train.targets))
+    return float(mean), float(std) if std and std > 0 else 1.0
+
+
 def check_task_fits_data(cfg: DictConfig, data: DataBundle) -> None:
     kind = getattr(data, "task_kind", "classification")
     if kind != cfg.task.name:
@@ -140,13 +152,7 @@ def build_parts(cfg: DictConfig) -> Parts:
     data = load_dataset(cfg.data, cfg.seed)
     check_task_fits_data(cfg, data)
     model = build_model(cfg.model, num_outputs(cfg.task.name, data.num_classes))
-    target_mean = 0.0
-    if cfg.task.name == "regression":
-        preprocessor = getattr(data, "preprocessor", None)
-        target_mean = getattr(preprocessor, "target_mean", None)
-        if target_mean is None:
-            target_mean = float(np.mean(data.train.targets))
-    task = build_task(cfg.task, data.num_classes, target_mean)
+    task = build_task(cfg.task, data.num_classes, *_target_scale(cfg, data))
     schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, cfg.trainer.steps)
     tx = make_optimizer(cfg.optimizer, schedule)
     mesh = sharding.make_mesh(cfg.mesh)

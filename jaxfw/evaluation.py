@@ -28,7 +28,8 @@ REPORT_DIR = "report"
 
 
 def _class_names(parts: Parts) -> list[str]:
-    names = getattr(parts.data, "class_names", None)
+    preprocessor = getattr(parts.data, "preprocessor", None)  # tables keep their labels
+    names = getattr(preprocessor, "classes", None) or getattr(parts.data, "class_names", None)
     return [str(n) for n in names] if names else [str(i) for i in range(parts.data.num_classes)]
 
 

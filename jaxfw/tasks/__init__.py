@@ -12,11 +12,13 @@ TASKS = ("classification", "regression", "lm")
 Task = Classification | Regression | LanguageModeling
 
 
-def build_task(cfg: Any, num_classes: int, target_mean: float = 0.0) -> Task:
+def build_task(
+    cfg: Any, num_classes: int, target_mean: float = 0.0, target_std: float = 1.0
+) -> Task:
     if cfg.name == "classification":
         return Classification(num_classes=num_classes, label_smoothing=cfg.label_smoothing)
     if cfg.name == "regression":
-        return Regression(target_shift=target_mean)
+        return Regression(target_mean=target_mean, target_std=target_std)
     if cfg.name == "lm":
         return LanguageModeling(vocab_size=num_classes)
     raise UserError(f"Unknown task.name '{cfg.name}'; valid choices: {', '.join(TASKS)}.")
