@@ -7,6 +7,7 @@ the loop only dispatches compiled steps.
 import os
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ from jaxfw.observe import Progress
 from jaxfw.preemption import PreemptionWatch
 from jaxfw.run_outputs import RunOutputs
 from jaxfw.state import TrainState
+
+MAX_STEPS_IN_FLIGHT = 8  # dispatched but not yet known to be finished
 
 
 class NonFiniteError(UserError):
@@ -80,6 +83,7 @@ class Loop:
         ("completed" or "preempted")."""
         tc = self.cfg.trainer
         pending: list[tuple[int, dict[str, jax.Array]]] = []
+        in_flight: deque[dict[str, jax.Array]] = deque()
         last_log_time, last_log_step = None, start_step
         start = time.perf_counter()
         with PreemptionWatch() as preemption:
@@ -91,6 +95,11 @@ class Loop:
                 # Dispatch is asynchronous: the next batch is read while the device computes.
                 state, metrics = self.parts.steps.train(state, self.parts.put(batch))
                 pending.append((step, metrics))
+                in_flight.append(metrics)
+                if len(in_flight) > MAX_STEPS_IN_FLIGHT:
+                    # Already finished unless the host runs far ahead; XLA's CPU collectives
+                    # deadlock with dozens of unsynced multi-device steps queued.
+                    jax.block_until_ready(in_flight.popleft())
                 if last_log_time is None:
                     # Compilation happens in the first step: time it apart from throughput.
                     jax.block_until_ready(metrics)

@@ -14,7 +14,7 @@ from jaxfw.config.paths import recipes_dir
 from jaxfw.config.validate import validate_config
 from jaxfw.errors import UserError
 
-RECIPES = ["breast_cancer", "digits_cnn", "digits_mlp"]
+RECIPES = ["breast_cancer", "digits_cnn", "digits_mlp", "lm_tiny"]
 
 
 def test_recipes_are_discovered():
@@ -36,7 +36,7 @@ def test_each_recipe_composes_validates_and_documents_itself(recipe):
     header = (recipes_dir() / f"{recipe}.yaml").read_text().split("defaults:")[0]
     for field in ("command:", "runtime:", "expected:"):
         assert field in header, f"{recipe}.yaml header lacks '{field}'"
-    assert re.search(r"test/accuracy ~?0\.\d+", header)
+    assert re.search(r"test/(accuracy|bits_per_byte) ~?\d+\.\d+", header)
 
 
 def test_composite_overrides_take_effect():

@@ -108,3 +108,25 @@ def test_dp_fsdp_tp_match_one_device_and_fsdp_splits_memory():
     specs = multi["2x2x2"]["transformer"]["specs"]
     assert specs["_Block_0/_Attention_0/query/kernel"] == "P('fsdp', 'tensor', None)"
     assert specs["_Block_0/Dense_0/kernel"] == "P('fsdp', 'tensor')"
+
+
+@pytest.mark.slow
+def test_long_unsynced_multi_device_run_completes(tmp_path):
+    """Hundreds of steps between host syncs on 8 CPU devices: XLA's CPU all-reduce
+    deadlocks (aborts) with dozens of unfinished steps queued; the loop bounds them."""
+    code = (
+        "import jaxfw; r = jaxfw.train(jaxfw.compose('digits_mlp', ['trainer.steps=300', "
+        "'trainer.log_every=300', 'trainer.eval_every=0', 'trainer.progress=off', "
+        "'checkpoint.enabled=false', 'logger.enabled=false', 'mesh.data=8'])); "
+        "print(r.metrics['test/accuracy'])"
+    )
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert float(proc.stdout.strip().splitlines()[-1]) > 0.9

@@ -8,11 +8,11 @@ import optax
 import pytest
 from omegaconf import OmegaConf
 
+from jaxfw.metrics import to_host
 from jaxfw.models import MLP, ModelFns
 from jaxfw.optim import make_optimizer, make_schedule
 from jaxfw.state import create_train_state
 from jaxfw.steps import compile_steps, make_eval_step
-from jaxfw.metrics import to_host
 from jaxfw.tasks import Classification
 
 

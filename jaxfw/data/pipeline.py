@@ -133,6 +133,6 @@ def eval_batches(split: Split, batch_size: int) -> Iterator[dict[str, np.ndarray
         if real < batch_size:
             pad = batch_size - real
             inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]), inputs.dtype)])
-            targets = np.concatenate([targets, np.zeros(pad, targets.dtype)])
+            targets = np.concatenate([targets, np.zeros((pad, *targets.shape[1:]), targets.dtype)])
             mask[real:] = 0.0
         yield {"inputs": inputs, "targets": targets, "mask": mask}
