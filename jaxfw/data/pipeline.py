@@ -55,6 +55,23 @@ class _EpochBatchGather:
         return {"inputs": self._inputs[rows], "targets": self._targets[rows]}
 
 
+def process_rows(batch_size: int, process_index: int, process_count: int) -> slice:
+    """The rows of every global batch that this process reads (its equal share)."""
+    process_count = positive_int(process_count, "process_count")
+    process_index = non_negative_int(process_index, "process_index")
+    if process_index >= process_count:
+        raise UserError(
+            f"process_index={process_index} is not allowed; use 0..{process_count - 1}."
+        )
+    if batch_size % process_count:
+        raise UserError(
+            f"trainer.batch_size={batch_size} cannot be divided among {process_count} "
+            "processes; use a multiple of the process count."
+        )
+    share = batch_size // process_count
+    return slice(process_index * share, (process_index + 1) * share)
+
+
 def train_dataset(
     split: Split, batch_size: int, seed: int, *, process_index: int = 0, process_count: int = 1
 ) -> grain.MapDataset:
@@ -70,20 +87,8 @@ def train_dataset(
             f"({len(split)} examples); use at most {len(split)}."
         )
     seed = non_negative_int(seed, "seed")
-    process_count = positive_int(process_count, "process_count")
-    process_index = non_negative_int(process_index, "process_index")
-    if process_index >= process_count:
-        raise UserError(
-            f"process_index={process_index} is not allowed; use 0..{process_count - 1}."
-        )
-    if batch_size % process_count:
-        raise UserError(
-            f"trainer.batch_size={batch_size} cannot be divided among {process_count} "
-            "processes; use a multiple of the process count."
-        )
-    share = batch_size // process_count
     gather = _EpochBatchGather(
-        split, batch_size, seed, slice(process_index * share, (process_index + 1) * share)
+        split, batch_size, seed, process_rows(batch_size, process_index, process_count)
     )
     # range(batches per epoch).repeat(): the element is the batch's position in its epoch,
     # the index passed by map_with_index is the global batch number.

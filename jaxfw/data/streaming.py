@@ -270,21 +270,11 @@ def streaming_train_iterator(
     in-memory pipeline does.
     """
     batch_size = positive_int(batch_size, "trainer.batch_size")
+    from jaxfw.data.pipeline import process_rows  # pipeline dispatches streaming splits here
+
     seed = non_negative_int(seed, "seed")
-    process_count = positive_int(process_count, "process_count")
-    process_index = non_negative_int(process_index, "process_index")
-    if process_index >= process_count:
-        raise UserError(
-            f"process_index={process_index} is not allowed; use 0..{process_count - 1}."
-        )
-    if batch_size % process_count:
-        raise UserError(
-            f"trainer.batch_size={batch_size} cannot be divided among {process_count} "
-            "processes; use a multiple of the process count."
-        )
-    share = batch_size // process_count
+    rows = process_rows(batch_size, process_index, process_count)
     chunks = (
         grain.MapDataset.range(len(split.groups)).repeat().map_with_index(_ChunkReader(split, seed))
     )
-    rows = slice(process_index * share, (process_index + 1) * share)
     return iter(_RebatchDataset(chunks, batch_size, rows))
