@@ -24,6 +24,7 @@ _NOT_IDENTITY = (
     ("run_dir",),
     ("trainer", "resume"),
     ("trainer", "progress"),
+    ("trainer", "compile_cache"),
     ("fault",),
     ("distributed",),  # differs per process of one job
 )

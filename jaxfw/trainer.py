@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxfw.build import Parts, build_parts, resolve_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
+from jaxfw.compile_cache import enable_compile_cache
 from jaxfw.config.schema import Config
 from jaxfw.data import format_finding, validate_data
 from jaxfw.distributed import distributed_settings, initialize
@@ -124,6 +125,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     resolved = resolve_config(cfg)
     # Before any JAX computation: a multi-process job connects its processes here.
     initialize(distributed_settings(resolved.distributed, os.environ))
+    cache = enable_compile_cache(resolved.trainer.compile_cache)
     run_path = choose_run_dir(cfg, resolved, run_dir)
     cfg = resolved
     cfg.run_dir = str(run_path)
@@ -196,13 +198,16 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
         progress.close()
         if checkpointer is not None:
             checkpointer.close()
+        cache.close()
         failed = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
         outputs.finish(failed, error=f"{type(exc).__name__}: {exc}")
         raise
     if checkpointer is not None:
         checkpointer.close()
+    cache.close()
     outputs.finish(
         status,
+        compile_cache=cache.as_dict(),
         final_metrics=final,
         best=carry.best.as_dict(),
         skipped_steps=carry.skipped_steps,

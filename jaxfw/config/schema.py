@@ -90,6 +90,9 @@ class TrainerConfig:
     resume: str = "auto"
     nan_policy: NanPolicy = NanPolicy["raise"]  # type: ignore[valid-type]
     log_batch_checksums: bool = False  # batch_checksums.jsonl: proves the batch sequence
+    # Persistent XLA compilation cache: auto (~/.cache/jaxfw/xla or $XDG_CACHE_HOME), off,
+    # or a directory. A second start of the same recipe skips compilation.
+    compile_cache: str = "auto"
 
 
 @dataclass
