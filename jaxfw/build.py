@@ -176,7 +176,17 @@ def build_parts(cfg: DictConfig) -> Parts:
     return Parts(
         data=data,
         task=task,
-        steps=compile_steps(model, task, tx, schedule, state_sharding, batch_sharding, replicated),
+        steps=compile_steps(
+            model,
+            task,
+            tx,
+            schedule,
+            state_sharding,
+            batch_sharding,
+            replicated,
+            grad_accum=cfg.trainer.grad_accum,
+            precision=cfg.trainer.precision,
+        ),
         schedule=schedule,
         mesh=mesh,
         batch_sharding=batch_sharding,

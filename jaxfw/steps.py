@@ -27,20 +27,67 @@ class Steps:
 
 
 def make_train_step(
-    model: ModelFns, task: Any, tx: optax.GradientTransformation, schedule: optax.Schedule
+    model: ModelFns,
+    task: Any,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    *,
+    grad_accum: int = 1,
+    precision: str = "fp32",
 ) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """`grad_accum=K` averages gradients over K microbatches of the batch inside the step
+    (lax.scan: one microbatch's activations in memory at a time). `precision="bf16"`
+    computes in bfloat16 while parameters, gradients and optimizer state stay float32."""
+    compute_dtype = {"fp32": None, "bf16": jnp.bfloat16}[precision]
+
+    def cast(tree: Any) -> Any:
+        if compute_dtype is None:
+            return tree
+        return jax.tree.map(
+            lambda x: x.astype(compute_dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+            tree,
+        )
+
+    def loss_and_grads(
+        params: Any, model_state: dict, batch: Batch, rng: jax.Array
+    ) -> tuple[jax.Array, Metrics, dict, Any]:
+        def loss_fn(params: Any) -> tuple[jax.Array, tuple[Metrics, dict]]:
+            variables = {"params": cast(params), **model_state}
+            inputs = {**batch, "inputs": cast(batch["inputs"])}
+            outputs, new_model_state = model.apply(variables, inputs, train=True, rng=rng)
+            loss, aux = task.loss(outputs, batch)  # tasks compute losses in float32
+            return loss, (aux, new_model_state)
+
+        (loss, (aux, new_model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return loss, aux, new_model_state or model_state, grads
+
+    def accumulated(
+        params: Any, model_state: dict, batch: Batch, rng: jax.Array
+    ) -> tuple[jax.Array, Metrics, dict, Any]:
+        micro = jax.tree.map(lambda x: x.reshape(grad_accum, -1, *x.shape[1:]), batch)
+
+        def one(carry: tuple, index_and_batch: tuple) -> tuple:
+            grads_sum, model_state = carry
+            index, microbatch = index_and_batch
+            loss, aux, model_state, grads = loss_and_grads(
+                params, model_state, microbatch, jax.random.fold_in(rng, index)
+            )
+            return (jax.tree.map(jnp.add, grads_sum, grads), model_state), (loss, aux)
+
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        (grads_sum, model_state), (losses, auxes) = jax.lax.scan(
+            one, (zeros, model_state), (jnp.arange(grad_accum), micro)
+        )
+        mean = lambda x: x.mean(0)  # noqa: E731 - equal microbatches: mean of means
+        grads = jax.tree.map(lambda g: g / grad_accum, grads_sum)
+        return mean(losses), jax.tree.map(mean, auxes), model_state, grads
+
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         # Folding the step into a fixed key makes the dropout noise of step k the same
         # whether or not the run was interrupted before it.
         step_rng = jax.random.fold_in(state.rng, state.step)
-
-        def loss_fn(params: Any) -> tuple[jax.Array, tuple[Metrics, dict]]:
-            variables = {"params": params, **state.model_state}
-            outputs, model_state = model.apply(variables, batch, train=True, rng=step_rng)
-            loss, aux = task.loss(outputs, batch)
-            return loss, (aux, model_state)
-
-        (loss, (aux, model_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        compute = loss_and_grads if grad_accum == 1 else accumulated
+        loss, aux, model_state, grads = compute(state.params, state.model_state, batch, step_rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         grad_norm = optax.tree.norm(grads)
         # A step with a non-finite loss or gradient leaves the state as it was (the
@@ -89,6 +136,7 @@ def compile_steps(
     state_sharding: Any = None,
     batch_sharding: Any = None,
     replicated: Any = None,
+    **step_options: Any,
 ) -> Steps:
     """jit-compiled steps; the train step donates the incoming state's buffers.
 
@@ -97,12 +145,14 @@ def compile_steps(
     """
     if state_sharding is None:
         return Steps(
-            train=jax.jit(make_train_step(model, task, tx, schedule), donate_argnums=0),
+            train=jax.jit(
+                make_train_step(model, task, tx, schedule, **step_options), donate_argnums=0
+            ),
             eval=jax.jit(make_eval_step(model, task)),
         )
     return Steps(
         train=jax.jit(
-            make_train_step(model, task, tx, schedule),
+            make_train_step(model, task, tx, schedule, **step_options),
             donate_argnums=0,
             in_shardings=(state_sharding, batch_sharding),
             out_shardings=(state_sharding, replicated),

@@ -22,6 +22,11 @@ class ProgressMode(Enum):
     off = "off"
 
 
+class Precision(Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"  # bfloat16 compute; float32 parameters, gradients and optimizer state
+
+
 class OptimizerName(Enum):
     sgd = "sgd"
     adam = "adam"
@@ -93,6 +98,8 @@ class TrainerConfig:
     # Persistent XLA compilation cache: auto (~/.cache/jaxfw/xla or $XDG_CACHE_HOME), off,
     # or a directory. A second start of the same recipe skips compilation.
     compile_cache: str = "auto"
+    grad_accum: int = 1  # microbatches per optimizer step (gradients averaged in the step)
+    precision: Precision = Precision.fp32
 
 
 @dataclass

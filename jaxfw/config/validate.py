@@ -45,6 +45,7 @@ _RANGES: list[tuple[str, Callable[[float], bool], str]] = [
     ("trainer.eval_batch_size", lambda v: v >= 1, "at least 1"),
     ("trainer.eval_every", lambda v: v >= 0, "0 (evaluate only at the end) or more"),
     ("trainer.log_every", lambda v: v >= 1, "at least 1"),
+    ("trainer.grad_accum", lambda v: v >= 1, "at least 1"),
     ("optimizer.lr", lambda v: v > 0, "greater than 0"),
     ("optimizer.weight_decay", lambda v: v >= 0, "0 or more"),
     ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
@@ -64,6 +65,11 @@ def validate_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if not ok(value):
             raise UserError(f"Invalid value {value!r} for '{key}': must be {allowed}.")
+    if cfg.trainer.batch_size % cfg.trainer.grad_accum:
+        raise UserError(
+            f"trainer.batch_size={cfg.trainer.batch_size} must be divisible by "
+            f"trainer.grad_accum={cfg.trainer.grad_accum} (equal microbatches)."
+        )
     clip = cfg.optimizer.clip_grad_norm
     if clip is not None and clip <= 0:
         raise UserError(
