@@ -6,6 +6,7 @@ loop (jaxfw/loop.py), evaluate the best checkpoint on the test split, close the 
     loop: log, evaluate, checkpoint, preemption, nan policy      (jaxfw/loop.py)
 """
 
+import json
 import logging
 import os
 import time
@@ -25,7 +26,7 @@ from jaxfw.distributed import distributed_settings, initialize
 from jaxfw.errors import UserError
 from jaxfw.evaluation import evaluation_document, write_evaluation
 from jaxfw.loop import BestTracker, Loop, LoopState
-from jaxfw.observe import make_progress
+from jaxfw.observe import RUN_FILE, make_progress
 from jaxfw.resume import config_identity, find_unfinished_run, resume_source
 from jaxfw.run_outputs import RunOutputs
 from jaxfw.state import TrainState
@@ -99,6 +100,14 @@ def _restore(
     return state, step, meta, lineage
 
 
+def _unfinished(run_path: Path) -> bool:
+    """A run.json in this dir of a run that did not complete (it died early)."""
+    try:
+        return json.loads((run_path / RUN_FILE).read_text()).get("status") != "completed"
+    except (OSError, ValueError):
+        return False
+
+
 def _check_data(cfg: DictConfig, parts: Parts, run_path: Path) -> None:
     """Write data_report.json (and the fitted preprocessing) into the run; stop on
     error-level findings when data.validation=error."""
@@ -146,7 +155,9 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
             async_save=cfg.checkpoint.async_save,
         )
     state, start_step, meta, lineage = _restore(cfg, parts, state, batches, checkpointer)
-    resumed_own = start_step > 0 and lineage is None
+    # The same run continues in its own dir: from a checkpoint, or from step 0 when it was
+    # killed before its first save completed (its files then restart without duplicates).
+    resumed_own = lineage is None and (start_step > 0 or _unfinished(run_path))
     if meta and meta.get("data_fingerprint") != parts.data.fingerprint:
         log.warning("the data changed since the checkpoint was written (fingerprint differs)")
 

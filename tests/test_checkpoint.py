@@ -3,6 +3,7 @@ the non-finite guard, and the Checkpointer's fallback over unreadable checkpoint
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import jax
@@ -203,3 +204,20 @@ def test_a_changed_model_names_the_mismatch_instead_of_falling_back(tmp_path):
     _train(tmp_path, "run", "trainer.steps=20")
     with pytest.raises(NoCheckpoint, match=r"does not fit this run's model.*stored shape"):
         _train(tmp_path, "run", "trainer.steps=40", "model.hidden=[128,128]")
+
+
+def test_killed_before_the_first_save_restarts_the_same_run_cleanly(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = jaxfw.train(jaxfw.compose("digits_mlp", SHORT))
+    for step_dir in (first.run_dir / "checkpoints").iterdir():  # as if no save completed
+        shutil.rmtree(step_dir)
+    run_file = first.run_dir / "run.json"
+    record = json.loads(run_file.read_text())
+    record["status"] = "running"
+    run_file.write_text(json.dumps(record))
+    again = jaxfw.train(jaxfw.compose("digits_mlp", SHORT))
+    assert again.run_dir == first.run_dir and again.run_id == first.run_id
+    train_steps = [
+        r["step"] for r in read_jsonl(again.run_dir / "metrics.jsonl") if "train/loss" in r
+    ]
+    assert train_steps == list(range(5, 61, 5))  # restarted from 0, no duplicates

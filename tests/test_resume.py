@@ -105,6 +105,9 @@ def test_sigkill_at_an_arbitrary_step_then_same_command_resumes_exactly(referenc
         _cmd(BASE), cwd=cwd, env=_env(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     run_dir = _wait_for_step("runs/digits_mlp/*/batch_checksums.jsonl", cwd, kill_at, proc)
+    while not (run_dir / "checkpoints/50").exists():  # resume from a checkpoint, not step 0
+        assert proc.poll() is None
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = _checksums(run_dir)[-1][0]
