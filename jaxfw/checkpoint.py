@@ -191,6 +191,16 @@ class Checkpointer:
             f"{reason})."
         )
 
+    def restore_saved_state(self, step: int) -> Any:
+        """Checkpoint `step`'s state as saved (a tree of dicts), on this process's first
+        device whatever layout it was written in: for tools that have no TrainState."""
+        saved = ocp.StandardCheckpointer().metadata(self.directory / str(step) / "state")
+        here = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(
+            lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=here), saved.item_metadata
+        )
+        return self.restore_state(target, step)
+
     def restore_state(self, abstract_state: Any, step: int) -> Any:
         """Only the TrainState of checkpoint `step` (e.g. the best one, for evaluation)."""
         restored = self._manager.restore(
