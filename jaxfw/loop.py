@@ -87,8 +87,11 @@ class Loop:
         last_log_time, last_log_step = None, start_step
         start = time.perf_counter()
         with PreemptionWatch() as preemption:
+            data_wait = 0.0  # host time spent reading batches since the last log point
             for step in range(start_step + 1, tc.steps + 1):
+                read_start = time.perf_counter()
                 batch = next(self.batches)
+                data_wait += time.perf_counter() - read_start
                 if step == self.cfg.fault.nan_at_step:
                     batch = _nan_batch(batch)
                 self.outputs.log_batch(step, batch)
@@ -112,9 +115,10 @@ class Loop:
                     pending = []
                     now = time.perf_counter()
                     if step > last_log_step:
-                        rate = (step - last_log_step) * tc.batch_size / (now - last_log_time)
-                        record["train/samples_per_s"] = rate
-                    last_log_time, last_log_step = now, step
+                        record.update(
+                            self._throughput(step - last_log_step, now - last_log_time, data_wait)
+                        )
+                    last_log_time, last_log_step, data_wait = now, step, 0.0
                     self.outputs.write(step, record)
                     self.progress.log(step, record)
                 evaluated = (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps
@@ -183,6 +187,20 @@ class Loop:
         record["train/lr"] = float(fetched[-1]["lr"])  # the rate at the latest step
         if self.cfg.trainer.nan_policy == "skip":
             record["train/skipped_steps"] = float(self.carry.skipped_steps)
+        return record
+
+    def _throughput(self, steps: int, seconds: float, data_wait: float) -> dict[str, float]:
+        """Rates over the last log interval (between two host syncs, so real time)."""
+        samples = steps * self.cfg.trainer.batch_size / seconds
+        record = {
+            "train/step_time_s": seconds / steps,
+            "train/samples_per_s": samples,
+            # Reading batches on the host while the device computes is free; a fraction
+            # near 1 means the input pipeline, not the step, sets the pace.
+            "train/data_wait_fraction": min(data_wait / seconds, 1.0),
+        }
+        if self.cfg.task.name == "lm":
+            record["train/tokens_per_s"] = samples * self.cfg.data.seq_len
         return record
 
     def _stop_requested(self, watch: PreemptionWatch, step: int) -> bool:

@@ -78,6 +78,7 @@ def test_metric_names_agree_across_jsonl_tensorboard_and_run_json(short_run):
     jsonl_names = {k for r in records for k in r if k not in ("step", "time")}
     expected = {
         "train/loss", "train/accuracy", "train/lr", "train/grad_norm", "train/samples_per_s",
+        "train/step_time_s", "train/data_wait_fraction",
         "eval/loss", "eval/accuracy", "test/loss", "test/accuracy",
     }  # fmt: skip
     assert jsonl_names == expected
