@@ -16,6 +16,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from omegaconf import DictConfig
 
+from jaxfw import flops
 from jaxfw.build import Parts
 from jaxfw.checkpoint import Checkpointer
 from jaxfw.errors import UserError
@@ -77,6 +78,8 @@ class Loop:
     meta: dict[str, Any]  # run id, config, fingerprint: saved with every checkpoint
     carry: LoopState
     timings: dict[str, float] = field(default_factory=dict)
+    _flops_per_step: float | None = None
+    _peak: float | None = None
 
     def run(self, state: TrainState, start_step: int) -> tuple[TrainState, str]:
         """Train from `start_step` to trainer.steps; returns the state and the status
@@ -95,8 +98,13 @@ class Loop:
                 if step == self.cfg.fault.nan_at_step:
                     batch = _nan_batch(batch)
                 self.outputs.log_batch(step, batch)
+                device_batch = self.parts.put(batch)
+                if last_log_time is None:
+                    self._measure_flops(state, device_batch)
+                self._profile(step, before=True)
                 # Dispatch is asynchronous: the next batch is read while the device computes.
-                state, metrics = self.parts.steps.train(state, self.parts.put(batch))
+                state, metrics = self.parts.steps.train(state, device_batch)
+                self._profile(step, before=False, wait_for=metrics)
                 pending.append((step, metrics))
                 in_flight.append(metrics)
                 if len(in_flight) > MAX_STEPS_IN_FLIGHT:
@@ -201,7 +209,25 @@ class Loop:
         }
         if self.cfg.task.name == "lm":
             record["train/tokens_per_s"] = samples * self.cfg.data.seq_len
+        if self._flops_per_step and self._peak:
+            record["train/mfu"] = self._flops_per_step * steps / seconds / self._peak
         return record
+
+    def _measure_flops(self, state: TrainState, batch: dict) -> None:
+        self._flops_per_step = flops.step_flops(self.parts.steps.train, state, batch)
+        self._peak = flops.peak_flops(self.cfg.trainer.peak_flops)
+        self.outputs.update(flops_per_step=self._flops_per_step, peak_flops=self._peak)
+
+    def _profile(self, step: int, *, before: bool, wait_for: Any = None) -> None:
+        window = list(self.cfg.trainer.profile_steps)
+        if len(window) != 2 or not self.outputs.enabled:
+            return
+        if before and step == window[0]:
+            jax.profiler.start_trace(str(self.outputs.run_dir / "tb"))
+        elif not before and step == window[1]:
+            jax.block_until_ready(wait_for)  # the window's last step inside the trace
+            jax.profiler.stop_trace()
+            self.progress.message(f"profile of steps {window[0]}-{window[1]} written to tb/")
 
     def _stop_requested(self, watch: PreemptionWatch, step: int) -> bool:
         if jax.process_count() == 1:

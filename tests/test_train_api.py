@@ -78,7 +78,7 @@ def test_metric_names_agree_across_jsonl_tensorboard_and_run_json(short_run):
     jsonl_names = {k for r in records for k in r if k not in ("step", "time")}
     expected = {
         "train/loss", "train/accuracy", "train/lr", "train/grad_norm", "train/samples_per_s",
-        "train/step_time_s", "train/data_wait_fraction",
+        "train/step_time_s", "train/data_wait_fraction", "train/mfu",
         "eval/loss", "eval/accuracy", "test/loss", "test/accuracy",
     }  # fmt: skip
     assert jsonl_names == expected
@@ -148,3 +148,24 @@ def test_logger_disabled_writes_nothing(tmp_path):
     )
     assert not (tmp_path / "quiet").exists()
     assert any("test/accuracy" in r for r in result.history)
+
+
+def test_profile_window_and_mfu(tmp_path):
+    result = jaxfw.train(
+        jaxfw.compose("digits_mlp", [*SHORT, "trainer.profile_steps=[12,15]"]), run_dir=tmp_path
+    )
+    traces = list((tmp_path / "tb/plugins/profile").rglob("*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 1000
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["flops_per_step"] > 1e6 and run["peak_flops"] > 1e9
+    mfu = [r["train/mfu"] for r in result.history if "train/mfu" in r]
+    assert mfu and all(0 < m < 5 for m in mfu)
+
+
+def test_bad_profile_window_is_one_sentence(tmp_path):
+    with pytest.raises(
+        UserError, match=r"trainer.profile_steps=\[30, 10\] must be \[first, last\]"
+    ):
+        jaxfw.train(
+            jaxfw.compose("digits_mlp", [*SHORT, "trainer.profile_steps=[30,10]"]), run_dir=tmp_path
+        )

@@ -99,6 +99,9 @@ class TrainerConfig:
     # or a directory. A second start of the same recipe skips compilation.
     compile_cache: str = "auto"
     grad_accum: int = 1  # microbatches per optimizer step (gradients averaged in the step)
+    # [first, last] steps to trace with jax.profiler into the run's tb/ (profile plugin).
+    profile_steps: list[int] = field(default_factory=list)
+    peak_flops: float | None = None  # per device, for MFU; default: known chips / measured CPU
     precision: Precision = Precision.fp32
 
 

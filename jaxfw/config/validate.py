@@ -70,6 +70,12 @@ def validate_config(cfg: DictConfig) -> None:
             f"trainer.batch_size={cfg.trainer.batch_size} must be divisible by "
             f"trainer.grad_accum={cfg.trainer.grad_accum} (equal microbatches)."
         )
+    window = list(cfg.trainer.profile_steps)
+    if window and not (len(window) == 2 and 1 <= window[0] <= window[1] <= cfg.trainer.steps):
+        raise UserError(
+            f"trainer.profile_steps={window} must be [first, last] with "
+            f"1 <= first <= last <= trainer.steps ({cfg.trainer.steps})."
+        )
     clip = cfg.optimizer.clip_grad_norm
     if clip is not None and clip <= 0:
         raise UserError(

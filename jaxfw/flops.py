@@ -1,0 +1,68 @@
+"""Model FLOPs utilisation: achieved FLOPs of the compiled train step over the
+hardware's peak.
+
+FLOPs per step come from XLA's cost analysis of the lowered step. The peak comes from
+`trainer.peak_flops`, a table of known accelerators (dense bf16, per chip), or on a
+CPU from a one-time measured float32 matmul (what this machine actually sustains).
+"""
+
+import time
+from functools import cache
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+# Dense peak FLOP/s per device (bf16, from the vendors' data sheets).
+PEAK_FLOPS = {
+    "TPU v4": 275e12,
+    "TPU v5 lite": 197e12,
+    "TPU v5e": 197e12,
+    "TPU v5p": 459e12,
+    "TPU v6 lite": 918e12,
+    "NVIDIA A100-SXM4-40GB": 312e12,
+    "NVIDIA A100-SXM4-80GB": 312e12,
+    "NVIDIA H100 80GB HBM3": 989e12,
+    "NVIDIA H100": 989e12,
+    "NVIDIA H200": 989e12,
+}
+
+
+def step_flops(jitted: Any, *args: Any) -> float | None:
+    """FLOPs of one call of `jitted` on `args`, from XLA's cost analysis (None if unknown)."""
+    try:
+        analysis = jitted.lower(*args).cost_analysis()
+    except Exception:  # cost analysis is best effort: not every backend offers it
+        return None
+    if isinstance(analysis, list | tuple):
+        analysis = analysis[0] if analysis else {}
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops else None
+
+
+@cache
+def measured_cpu_peak(size: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of a float32 matmul on this CPU (best of a few), measured once per process."""
+    matmul = jax.jit(lambda a, b: a @ b)
+    a = jnp.ones((size, size), jnp.float32)
+    matmul(a, a).block_until_ready()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a, a).block_until_ready()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+def peak_flops(configured: float | None) -> float | None:
+    """Peak FLOP/s of all devices of the job."""
+    device = jax.devices()[0]
+    if configured:
+        per_device = float(configured)
+    elif device.platform == "cpu":
+        return measured_cpu_peak()  # every CPU "device" shares the same cores
+    else:
+        per_device = PEAK_FLOPS.get(device.device_kind)
+        if per_device is None:
+            return None
+    return per_device * jax.device_count()
