@@ -119,14 +119,26 @@ class Parts:
     state_sharding: TrainState  # a TrainState of NamedShardings
     init_state: Callable[[], TrainState]
 
-    def put(self, local_batch: dict) -> dict:
-        """A global, sharded batch from this process's part of it."""
+    def put(self, local_batch: dict, *, stacked: bool = False) -> dict:
+        """A global, sharded batch on the devices from this process's part of it
+        (`stacked`: K batches on a leading axis, for `steps.train_many`)."""
+        sharding_ = self.batch_sharding
+        if stacked:
+            sharding_ = sharding.stacked_batch_sharding(sharding_)
         if jax.process_count() == 1:
-            return sharding.put_batch(local_batch, self.batch_sharding)
+            return sharding.put_batch(local_batch, sharding_)
         return {
-            key: jax.make_array_from_process_local_data(self.batch_sharding, value)
+            key: jax.make_array_from_process_local_data(sharding_, value)
             for key, value in local_batch.items()
         }
+
+    def step_input(self, local_batch: dict, *, stacked: bool = False) -> dict:
+        """This process's part of a batch in the cheapest form the compiled step takes: in
+        one process the host arrays themselves (the jitted step's input shardings place
+        them, ~10 us against ~70 us for a separate device_put on CPU), else global arrays."""
+        if jax.process_count() == 1:
+            return local_batch
+        return self.put(local_batch, stacked=stacked)
 
     def put_global(self, batch: dict) -> dict:
         """A global, sharded batch from the whole batch (each process keeps its part)."""

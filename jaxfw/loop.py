@@ -22,12 +22,14 @@ from jaxfw.build import Parts
 from jaxfw.checkpoint import Checkpointer
 from jaxfw.errors import UserError
 from jaxfw.evaluate import evaluate
+from jaxfw.feed import StepFeed
 from jaxfw.observe import Progress
+from jaxfw.observe.memory import memory_metrics
 from jaxfw.preemption import PreemptionWatch
 from jaxfw.run_outputs import RunOutputs
 from jaxfw.state import TrainState
 
-MAX_STEPS_IN_FLIGHT = 8  # dispatched but not yet known to be finished
+MAX_CALLS_IN_FLIGHT = 8  # dispatched but not yet known to be finished
 
 
 class NonFiniteError(UserError):
@@ -80,7 +82,7 @@ def _nan_batch(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 class Loop:
     cfg: DictConfig
     parts: Parts
-    batches: Any
+    feed: StepFeed  # batches for each compiled call; checkpointed as the data position
     outputs: RunOutputs
     progress: Progress
     checkpointer: Checkpointer | None
@@ -100,38 +102,43 @@ class Loop:
         """Train from `start_step` to trainer.steps; returns the state and the status
         ("completed" or "preempted")."""
         tc = self.settings.trainer
-        pending: list[tuple[int, dict[str, jax.Array]]] = []
+        train = (
+            self.parts.steps.train if tc.steps_per_execution == 1 else self.parts.steps.train_many
+        )
+        pending: list[tuple[int, dict[str, jax.Array]]] = []  # (first step, metrics)
         in_flight: deque[dict[str, jax.Array]] = deque()
         last_log_time, last_log_step = None, start_step
         start = time.perf_counter()
+        step = start_step
         with PreemptionWatch() as preemption:
-            data_wait = 0.0  # host time spent reading batches since the last log point
-            for step in range(start_step + 1, tc.steps + 1):
-                read_start = time.perf_counter()
-                batch = next(self.batches)
-                data_wait += time.perf_counter() - read_start
-                if step == self.settings.fault.nan_at_step:
-                    batch = _nan_batch(batch)
-                self.outputs.log_batch(step, batch)
-                device_batch = self.parts.put(batch)
+            while step < tc.steps:
+                # One compiled call trains steps first..step (one step unless
+                # trainer.steps_per_execution > 1).
+                first, step = step + 1, step + self._call_length(step)
+                upcoming = self._call_length(step) if step < tc.steps else 0
+                hosts, batch = self.feed.take(step - first + 1, upcoming)
+                batch = self._fault_drill(first, hosts, batch)
+                for offset, host in enumerate(hosts):
+                    self.outputs.log_batch(first + offset, host)
                 if last_log_time is None:
-                    self._measure_flops(state, device_batch)
-                self._profile(step, before=True)
+                    self._measure_flops(state, self.parts.step_input(hosts[0]))
+                self._profile(first, step, before=True)
                 # Dispatch is asynchronous: the next batch is read while the device computes.
-                state, metrics = self.parts.steps.train(state, device_batch)
-                self._profile(step, before=False, wait_for=metrics)
-                pending.append((step, metrics))
+                state, metrics = train(state, batch)
+                self._profile(first, step, before=False, wait_for=metrics)
+                pending.append((first, metrics))
                 in_flight.append(metrics)
-                if len(in_flight) > MAX_STEPS_IN_FLIGHT:
+                if len(in_flight) > MAX_CALLS_IN_FLIGHT:
                     # Already finished unless the host runs far ahead; XLA's CPU collectives
                     # deadlock with dozens of unsynced multi-device steps queued.
                     jax.block_until_ready(in_flight.popleft())
                 if last_log_time is None:
-                    # Compilation happens in the first step: time it apart from throughput.
+                    # Compilation happens in the first call: time it apart from throughput.
                     jax.block_until_ready(metrics)
                     self.timings["time_to_first_step_s"] = time.perf_counter() - start
                     self.outputs.update(time_to_first_step_s=self.timings["time_to_first_step_s"])
                     last_log_time, last_log_step = time.perf_counter(), step
+                    self.feed.read_seconds = 0.0
                 self.progress.update(step)
                 if step % tc.log_every == 0 or step == tc.steps:
                     record = self._drain(pending)
@@ -139,9 +146,12 @@ class Loop:
                     now = time.perf_counter()
                     if step > last_log_step:
                         record.update(
-                            self._throughput(step - last_log_step, now - last_log_time, data_wait)
+                            self._throughput(
+                                step - last_log_step, now - last_log_time, self.feed.read_seconds
+                            )
                         )
-                    last_log_time, last_log_step, data_wait = now, step, 0.0
+                    record.update(memory_metrics())
+                    last_log_time, last_log_step, self.feed.read_seconds = now, step, 0.0
                     self.outputs.write(step, record)
                     self.progress.log(step, record)
                 evaluated = (tc.eval_every and step % tc.eval_every == 0) or step == tc.steps
@@ -163,6 +173,32 @@ class Loop:
                         os.kill(os.getpid(), signal.SIGKILL)  # fault drill: die mid-save
         self.timings["train_time_s"] = time.perf_counter() - start
         return state, "completed"
+
+    def _call_length(self, step: int) -> int:
+        """How many steps the compiled call after `step` trains: steps_per_execution, cut
+        short so that every log, evaluation, checkpoint and profile boundary (and the last
+        step) ends a call: the loop acts between calls only."""
+        tc = self.settings.trainer
+        if tc.steps_per_execution == 1:
+            return 1
+        length = min(tc.steps_per_execution, tc.steps - step)
+        every = (tc.log_every, tc.eval_every, self.settings.checkpoint.every_steps)
+        for period in every:
+            if period > 0:
+                length = min(length, period - step % period)
+        window = list(tc.profile_steps)
+        for mark in (window[0] - 1, window[1]) if window else ():
+            if mark > step:
+                length = min(length, mark - step)
+        return length
+
+    def _fault_drill(self, first: int, hosts: list[dict], batch: Any) -> Any:
+        """fault.nan_at_step: that step's inputs replaced by NaN (tests the nan policy)."""
+        nan_step = self.settings.fault.nan_at_step
+        if nan_step is None or not first <= nan_step < first + len(hosts):
+            return batch
+        hosts[nan_step - first] = _nan_batch(hosts[nan_step - first])
+        return self.feed.place(hosts)
 
     # ------------------------------------------------------------------ pieces
     def evaluate(self, state: TrainState, split: str, prefix: str, step: int) -> dict[str, float]:
@@ -190,7 +226,18 @@ class Loop:
         if not pending:
             return {}
         fetched = jax.device_get([metrics for _, metrics in pending])
-        bad_steps = [step for (step, _), m in zip(pending, fetched, strict=True) if m["nonfinite"]]
+        # One row per step: a call of K steps returns each metric stacked K long.
+        columns = {
+            name: np.concatenate([np.atleast_1d(m[name]) for m in fetched]) for name in fetched[0]
+        }
+        steps = np.concatenate(
+            [
+                first + np.arange(np.size(m["loss"]))
+                for (first, _), m in zip(pending, fetched, strict=True)
+            ]
+        )
+        bad = columns["nonfinite"] > 0
+        bad_steps = steps[bad].tolist()
         if bad_steps and self.settings.trainer.nan_policy == "raise":
             last_good = None
             if self.checkpointer is not None:
@@ -204,10 +251,13 @@ class Loop:
         if bad_steps:
             self.carry.skipped_steps += len(bad_steps)
             self.progress.message(f"skipped non-finite step(s) {bad_steps}")
-        good = [m for m in fetched if not m["nonfinite"]] or fetched
-        names = [name for name in fetched[0] if name != "nonfinite"]
-        record = {f"train/{name}": float(np.mean([m[name] for m in good])) for name in names}
-        record["train/lr"] = float(fetched[-1]["lr"])  # the rate at the latest step
+        good = ~bad if not bad.all() else np.ones_like(bad)
+        record = {
+            f"train/{name}": float(np.mean(column[good], dtype=np.float64))
+            for name, column in columns.items()
+            if name != "nonfinite"
+        }
+        record["train/lr"] = float(columns["lr"][-1])  # the rate at the latest step
         if self.settings.trainer.nan_policy == "skip":
             record["train/skipped_steps"] = float(self.carry.skipped_steps)
         return record
@@ -233,13 +283,15 @@ class Loop:
         self._peak = flops.peak_flops(self.settings.trainer.peak_flops)
         self.outputs.update(flops_per_step=self._flops_per_step, peak_flops=self._peak)
 
-    def _profile(self, step: int, *, before: bool, wait_for: Any = None) -> None:
+    def _profile(self, first: int, last: int, *, before: bool, wait_for: Any = None) -> None:
+        """Trace trainer.profile_steps=[a, b]: from the call holding step a to the one
+        holding step b (call boundaries fall on a-1 and b)."""
         window = list(self.settings.trainer.profile_steps)
         if len(window) != 2 or not self.outputs.enabled:
             return
-        if before and step == window[0]:
+        if before and first <= window[0] <= last:
             jax.profiler.start_trace(str(self.outputs.run_dir / "tb"))
-        elif not before and step == window[1]:
+        elif not before and first <= window[1] <= last:
             jax.block_until_ready(wait_for)  # the window's last step inside the trace
             jax.profiler.stop_trace()
             self.progress.message(f"profile of steps {window[0]}-{window[1]} written to tb/")
@@ -278,4 +330,4 @@ class Loop:
             "best": self.carry.best.as_dict(),
             "skipped_steps": self.carry.skipped_steps,
         }
-        self.checkpointer.save(step, state, self.batches, meta, metrics, wait=wait)
+        self.checkpointer.save(step, state, self.feed, meta, metrics, wait=wait)

@@ -80,6 +80,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
+def stacked_batch_sharding(batch: NamedSharding) -> NamedSharding:
+    """K batches stacked on a new leading axis: that axis whole, each batch split as one is."""
+    return NamedSharding(batch.mesh, PartitionSpec(None, *batch.spec))
+
+
 def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxfw.models import ModelFns
+from jaxfw.sharding import stacked_batch_sharding
 from jaxfw.state import TrainState
 
 Batch = dict[str, jax.Array]
@@ -24,6 +25,9 @@ Metrics = dict[str, jax.Array]
 class Steps:
     train: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
     eval: Callable[[TrainState, Batch], dict[str, Any]]
+    # K optimizer steps in one compiled call: batches stacked on a leading axis of K,
+    # metrics returned stacked the same way (trainer.steps_per_execution).
+    train_many: Callable[[TrainState, Batch], tuple[TrainState, Metrics]] | None = None
 
 
 def make_train_step(
@@ -118,6 +122,20 @@ def make_train_step(
     return train_step
 
 
+def make_multi_step(
+    train_step: Callable[[TrainState, Batch], tuple[TrainState, Metrics]],
+) -> Callable[[TrainState, Batch], tuple[TrainState, Metrics]]:
+    """K train steps in one call (K = the batches' leading axis): for a small model the
+    host's per-call dispatch costs more than the step, and one call amortises it over K.
+    Each step is the same function with the same per-step RNG and non-finite guard, so
+    K steps here equal K separate calls."""
+
+    def multi_step(state: TrainState, batches: Batch) -> tuple[TrainState, Metrics]:
+        return jax.lax.scan(train_step, state, batches)
+
+    return multi_step
+
+
 def make_eval_step(model: ModelFns, task: Any) -> Callable[[TrainState, Batch], dict[str, Any]]:
     def eval_step(state: TrainState, batch: Batch) -> dict[str, Any]:
         """{"stats": additive statistics, "scores": per-example scores (or None)}."""
@@ -143,16 +161,17 @@ def compile_steps(
     With shardings, the state keeps its layout from step to step (FSDP-sharded
     parameters stay sharded) and metrics come back replicated.
     """
+    train_step = make_train_step(model, task, tx, schedule, **step_options)
+    multi_step = make_multi_step(train_step)
     if state_sharding is None:
         return Steps(
-            train=jax.jit(
-                make_train_step(model, task, tx, schedule, **step_options), donate_argnums=0
-            ),
+            train=jax.jit(train_step, donate_argnums=0),
             eval=jax.jit(make_eval_step(model, task)),
+            train_many=jax.jit(multi_step, donate_argnums=0),
         )
     return Steps(
         train=jax.jit(
-            make_train_step(model, task, tx, schedule, **step_options),
+            train_step,
             donate_argnums=0,
             in_shardings=(state_sharding, batch_sharding),
             out_shardings=(state_sharding, replicated),
@@ -161,5 +180,11 @@ def compile_steps(
             make_eval_step(model, task),
             in_shardings=(state_sharding, batch_sharding),
             out_shardings=replicated,
+        ),
+        train_many=jax.jit(
+            multi_step,
+            donate_argnums=0,
+            in_shardings=(state_sharding, stacked_batch_sharding(batch_sharding)),
+            out_shardings=(state_sharding, replicated),
         ),
     )

@@ -6,6 +6,7 @@ loop (jaxfw/loop.py), evaluate the best checkpoint on the test split, close the 
     loop: log, evaluate, checkpoint, preemption, nan policy      (jaxfw/loop.py)
 """
 
+import functools
 import json
 import logging
 import os
@@ -25,6 +26,7 @@ from jaxfw.data import format_finding, validate_data
 from jaxfw.distributed import distributed_settings, initialize
 from jaxfw.errors import UserError
 from jaxfw.evaluation import evaluation_document, write_evaluation
+from jaxfw.feed import StepFeed
 from jaxfw.loop import BestTracker, Loop, LoopState
 from jaxfw.observe import RUN_FILE, make_progress
 from jaxfw.resume import config_identity, find_unfinished_run, resume_source
@@ -100,6 +102,22 @@ def _restore(
     return state, step, meta, lineage
 
 
+def make_feed(cfg: DictConfig, parts: Parts) -> StepFeed:
+    """The training batches as the compiled step takes them (stacked K at a time with
+    trainer.steps_per_execution=K), prefetched to the devices per trainer.prefetch."""
+    stacked = cfg.trainer.steps_per_execution > 1
+    prefetch = cfg.trainer.prefetch == "on" or (
+        cfg.trainer.prefetch == "auto" and jax.default_backend() != "cpu"
+    )
+    place = parts.put if prefetch else parts.step_input
+    return StepFeed(
+        parts.train_batches(cfg),
+        functools.partial(place, stacked=stacked),
+        stacked=stacked,
+        prefetch=prefetch,
+    )
+
+
 def _unfinished(run_path: Path) -> bool:
     """A run.json in this dir of a run that did not complete (it died early)."""
     try:
@@ -142,7 +160,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
 
     parts = build_parts(cfg)
     _check_data(cfg, parts, run_path)
-    batches = parts.train_batches(cfg)
+    feed = make_feed(cfg, parts)
     state = parts.init_state()
     checkpointer = None
     if cfg.checkpoint.enabled and cfg.logger.enabled:
@@ -154,7 +172,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
             mode=cfg.task.best_mode,
             async_save=cfg.checkpoint.async_save,
         )
-    state, start_step, meta, lineage = _restore(cfg, parts, state, batches, checkpointer)
+    state, start_step, meta, lineage = _restore(cfg, parts, state, feed, checkpointer)
     # The same run continues in its own dir: from a checkpoint, or from step 0 when it was
     # killed before its first save completed (its files then restart without duplicates).
     resumed_own = lineage is None and (start_step > 0 or _unfinished(run_path))
@@ -184,7 +202,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     loop = Loop(
         cfg=cfg,
         parts=parts,
-        batches=batches,
+        feed=feed,
         outputs=outputs,
         progress=progress,
         checkpointer=checkpointer,

@@ -78,9 +78,11 @@ def test_metric_names_agree_across_jsonl_tensorboard_and_run_json(short_run):
     jsonl_names = {k for r in records for k in r if k not in ("step", "time")}
     expected = {
         "train/loss", "train/accuracy", "train/lr", "train/grad_norm", "train/samples_per_s",
-        "train/step_time_s", "train/data_wait_fraction", "train/mfu",
+        "train/step_time_s", "train/data_wait_fraction", "train/mfu", "train/host_memory_mb",
         "eval/loss", "eval/accuracy", "test/loss", "test/accuracy",
     }  # fmt: skip
+    if jax.local_devices()[0].memory_stats():  # GPU/TPU allocators report theirs
+        expected |= {"train/device_memory_mb", "train/device_peak_memory_mb"}
     assert jsonl_names == expected
     acc = EventAccumulator(str(short_run.run_dir / "tb"), size_guidance={ea.TENSORS: 0})
     acc.Reload()
@@ -169,3 +171,38 @@ def test_bad_profile_window_is_one_sentence(tmp_path):
         jaxfw.train(
             jaxfw.compose("digits_mlp", [*SHORT, "trainer.profile_steps=[30,10]"]), run_dir=tmp_path
         )
+
+
+def test_steps_per_execution_trains_like_single_steps(short_run, tmp_path):
+    """K=8 steps per compiled call, with prefetching, against short_run's single steps:
+    calls end early at every log/eval/checkpoint boundary (log 10, eval 20, save 15), so
+    the run logs, evaluates and checkpoints at the same steps and reads the same batches."""
+    overrides = [
+        *SHORT,
+        "trainer.steps_per_execution=8",
+        "trainer.prefetch=on",
+        "checkpoint.every_steps=15",
+        "checkpoint.keep_last=10",
+    ]
+    result = jaxfw.train(jaxfw.compose("digits_mlp", overrides), run_dir=tmp_path)
+    assert int(result.state.step) == 40
+    for a, b in zip(_leaves(short_run.state.params), _leaves(result.state.params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    steps_of = lambda key, history: [r["step"] for r in history if key in r]  # noqa: E731
+    for key in ("train/loss", "eval/accuracy"):
+        assert steps_of(key, result.history) == steps_of(key, short_run.history)
+    assert [r["train/loss"] for r in result.history if "train/loss" in r] == pytest.approx(
+        [r["train/loss"] for r in short_run.history if "train/loss" in r], rel=1e-5
+    )
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved == [15, 20, 30, 40]  # every 15, the first evaluation's best (20), the end
+    assert result.metrics["test/accuracy"] == pytest.approx(short_run.metrics["test/accuracy"])
+
+
+def test_memory_is_logged_at_log_points(short_run):
+    logged = [r for r in short_run.history if "train/loss" in r]
+    assert all(20 < r["train/host_memory_mb"] < 64_000 for r in logged)
+    # The CPU backend keeps no allocator statistics: device memory is logged only where
+    # jax reports it (GPU, TPU).
+    has_stats = bool(jax.local_devices()[0].memory_stats())
+    assert all(("train/device_memory_mb" in r) == has_stats for r in logged)

@@ -27,6 +27,12 @@ class Precision(Enum):
     bf16 = "bf16"  # bfloat16 compute; float32 parameters, gradients and optimizer state
 
 
+class Prefetch(Enum):
+    auto = "auto"  # on for accelerators; off on CPU, where the step's own transfer is cheaper
+    on = "on"
+    off = "off"
+
+
 class OptimizerName(Enum):
     sgd = "sgd"
     adam = "adam"
@@ -99,6 +105,13 @@ class TrainerConfig:
     # or a directory. A second start of the same recipe skips compilation.
     compile_cache: str = "auto"
     grad_accum: int = 1  # microbatches per optimizer step (gradients averaged in the step)
+    # Optimizer steps per compiled call (lax.scan over K stacked batches): removes the
+    # host's per-step dispatch cost for small models. Logging, evaluation and checkpoints
+    # happen between calls: a call ends early at their boundaries (multiples of K avoid
+    # compiling a second, shorter call).
+    steps_per_execution: int = 1
+    # Place the next call's batches on the devices while the current call runs.
+    prefetch: Prefetch = Prefetch.auto
     # [first, last] steps to trace with jax.profiler into the run's tb/ (profile plugin).
     profile_steps: list[int] = field(default_factory=list)
     peak_flops: float | None = None  # per device, for MFU; default: known chips / measured CPU

@@ -46,6 +46,7 @@ _RANGES: list[tuple[str, Callable[[float], bool], str]] = [
     ("trainer.eval_every", lambda v: v >= 0, "0 (evaluate only at the end) or more"),
     ("trainer.log_every", lambda v: v >= 1, "at least 1"),
     ("trainer.grad_accum", lambda v: v >= 1, "at least 1"),
+    ("trainer.steps_per_execution", lambda v: v >= 1, "at least 1"),
     ("optimizer.lr", lambda v: v > 0, "greater than 0"),
     ("optimizer.weight_decay", lambda v: v >= 0, "0 or more"),
     ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),

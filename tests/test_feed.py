@@ -1,0 +1,78 @@
+"""StepFeed: chunks of batches for the compiled step, prefetched, with a checkpointable
+position that is the consumer's (not the prefetcher's)."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxfw.data import Split
+from jaxfw.data.pipeline import train_iterator
+from jaxfw.feed import StepFeed
+
+
+def _split() -> Split:
+    # Row i holds the value i: a batch's inputs say which rows it took.
+    return Split(np.arange(96, dtype=np.float32)[:, None], np.arange(96, dtype=np.int32) % 3)
+
+
+def _rows(batch) -> list[float]:
+    return np.asarray(batch["inputs"]).ravel().tolist()
+
+
+def _feed(*, stacked: bool, prefetch: bool) -> StepFeed:
+    place = jax.device_put if prefetch else (lambda batch: batch)
+    return StepFeed(train_iterator(_split(), 8, seed=0), place, stacked=stacked, prefetch=prefetch)
+
+
+def _reference(count: int) -> list[list[float]]:
+    iterator = train_iterator(_split(), 8, seed=0)
+    return [_rows(next(iterator)) for _ in range(count)]
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_chunks_stack_the_stream_in_order(prefetch):
+    feed = _feed(stacked=True, prefetch=prefetch)
+    expected = _reference(10)
+    hosts, placed = feed.take(4, 4)
+    assert [_rows(h) for h in hosts] == expected[:4]
+    assert np.asarray(placed["inputs"]).shape == (4, 8, 1)
+    assert [_rows({"inputs": row}) for row in np.asarray(placed["inputs"])] == expected[:4]
+    assert isinstance(placed["inputs"], jax.Array) == prefetch
+    hosts, _ = feed.take(4, 2)
+    assert [_rows(h) for h in hosts] == expected[4:8]
+    hosts, placed = feed.take(2)
+    assert [_rows(h) for h in hosts] == expected[8:10]
+    assert np.asarray(placed["inputs"]).shape == (2, 8, 1)
+
+
+def test_unstacked_feed_hands_single_batches():
+    feed = _feed(stacked=False, prefetch=False)
+    hosts, placed = feed.take(1, 1)
+    assert len(hosts) == 1 and placed is hosts[0]
+
+
+def test_checkpointed_position_excludes_the_prefetched_chunk():
+    """A save taken while the next chunk waits on the device must resume at that chunk,
+    not after it: the position is where the loop is, not where the prefetcher is."""
+    feed = _feed(stacked=True, prefetch=True)
+    feed.take(3, 3)  # chunk 0..2 taken, 3..5 read ahead
+    saved = feed.get_state()
+    assert isinstance(saved, bytes)
+    later = _feed(stacked=True, prefetch=True)
+    later.set_state(saved)
+    hosts, _ = later.take(3)
+    assert [_rows(h) for h in hosts] == _reference(6)[3:6]
+    # The same JSON document the Grain iterator itself writes into a checkpoint.
+    plain = train_iterator(_split(), 8, seed=0)
+    for _ in range(3):
+        next(plain)
+    assert json.loads(saved) == plain.get_state()
+
+
+def test_a_changed_chunk_length_rereads_from_the_prefetched_position():
+    feed = _feed(stacked=True, prefetch=True)
+    feed.take(2, 4)  # reads 2..5 ahead
+    hosts, _ = feed.take(3)  # the loop asks for 3 instead
+    assert [_rows(h) for h in hosts] == _reference(5)[2:5]
