@@ -87,22 +87,40 @@ def _wait_for_step(path_glob: str, cwd: Path, step: int, proc: subprocess.Popen)
     raise AssertionError(f"step {step} never reached")
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """An uninterrupted run of BASE."""
+# 8 steps per compiled call, the next call's batches prefetched to the device: calls end
+# at every log (10) and checkpoint (50) boundary, and a checkpoint's data position must
+# not count the prefetched batches.
+CHUNKED = [*BASE, "trainer.steps_per_execution=8", "trainer.prefetch=on"]
+
+
+def _reference(tmp_path_factory, args: list[str]) -> Path:
+    """An uninterrupted run of `args`."""
     cwd = tmp_path_factory.mktemp("reference")
-    proc = _run([*BASE, "hydra.run.dir=ref"], cwd)
+    proc = _run([*args, "hydra.run.dir=ref"], cwd)
     assert proc.returncode == 0, proc.stderr
     return cwd / "ref"
 
 
-def test_sigkill_at_an_arbitrary_step_then_same_command_resumes_exactly(reference, tmp_path):
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    return _reference(tmp_path_factory, BASE)
+
+
+@pytest.fixture(scope="module")
+def chunked_reference(tmp_path_factory) -> Path:
+    return _reference(tmp_path_factory, CHUNKED)
+
+
+@pytest.mark.parametrize("variant", ["single_steps", "chunked_prefetched"])
+def test_sigkill_at_an_arbitrary_step_then_same_command_resumes_exactly(variant, request, tmp_path):
+    args = BASE if variant == "single_steps" else CHUNKED
+    reference = request.getfixturevalue("reference" if args is BASE else "chunked_reference")
     kill_at = random.Random().randint(60, 330)
     cwd = tmp_path / "work"
     cwd.mkdir()
     started = time.perf_counter()
     proc = subprocess.Popen(
-        _cmd(BASE), cwd=cwd, env=_env(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        _cmd(args), cwd=cwd, env=_env(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
     run_dir = _wait_for_step("runs/digits_mlp/*/batch_checksums.jsonl", cwd, kill_at, proc)
 
@@ -121,7 +139,7 @@ def test_sigkill_at_an_arbitrary_step_then_same_command_resumes_exactly(referenc
     latest_complete = max(int(name) for name in complete_checkpoints())
     run_id = json.loads((run_dir / "run.json").read_text())["run_id"]
 
-    again = _run(BASE, cwd)  # the exact same command
+    again = _run(args, cwd)  # the exact same command
     elapsed = time.perf_counter() - started
     assert again.returncode == 0, again.stderr
     assert [p.name for p in (cwd / "runs/digits_mlp").iterdir()] == [run_dir.name]
