@@ -1,6 +1,6 @@
-"""What the loop hands the compiled train step: the next K batches (stacked on a leading
-axis when the step runs K optimizer steps per call), optionally placed on the devices
-one call ahead, with a checkpointable position.
+"""What the loop hands the compiled train step: the next batch, or the next K batches
+stacked on a leading axis for a call that runs K optimizer steps, optionally placed on
+the devices one call ahead, with a checkpointable position.
 
 The position is the consumer's: a chunk read ahead for prefetching is not counted as
 consumed, so a checkpoint taken while one is waiting resumes at exactly the next batch
@@ -28,22 +28,15 @@ class _Chunk:
 class StepFeed:
     """Chunks of batches from a checkpointable iterator (Grain's `get_state`/`set_state`).
 
-    `place(host_batch)` turns a (possibly stacked) host batch into what the compiled step
-    takes: device arrays when prefetching, or the host arrays themselves, which a jitted
-    step with input shardings transfers for less host time than a separate `device_put`.
+    `place(host_batch, stacked=...)` turns a host batch (or K stacked ones) into what the
+    compiled step takes: device arrays when prefetching, or the host arrays themselves,
+    which a jitted step with input shardings transfers for less host time than a separate
+    `device_put`. A chunk of one batch is handed unstacked (for the single-step call).
     """
 
-    def __init__(
-        self,
-        source: Any,
-        place: Callable[[HostBatch], Any],
-        *,
-        stacked: bool,
-        prefetch: bool,
-    ) -> None:
+    def __init__(self, source: Any, place: Callable[..., Any], *, prefetch: bool) -> None:
         self._source = source
         self._place = place
-        self._stacked = stacked
         self._prefetch = prefetch
         self._ahead: _Chunk | None = None
         self.read_seconds = 0.0  # host time spent reading batches; the loop resets it
@@ -65,9 +58,10 @@ class StepFeed:
 
     def place(self, hosts: list[HostBatch]) -> Any:
         """The step's input for these host batches (after a change to one of them)."""
-        if not self._stacked:
-            return self._place(hosts[0])
-        return self._place({key: np.stack([h[key] for h in hosts]) for key in hosts[0]})
+        if len(hosts) == 1:
+            return self._place(hosts[0], stacked=False)
+        stacked = {key: np.stack([h[key] for h in hosts]) for key in hosts[0]}
+        return self._place(stacked, stacked=True)
 
     def _read(self, count: int) -> _Chunk:
         position = self._source.get_state() if self._prefetch else None

@@ -124,6 +124,7 @@ class Loop:
                     self._measure_flops(state, self.parts.step_input(hosts[0]))
                 self._profile(first, step, before=True)
                 # Dispatch is asynchronous: the next batch is read while the device computes.
+                train = self.parts.steps.train if first == step else self.parts.steps.train_many
                 state, metrics = train(state, batch)
                 self._profile(first, step, before=False, wait_for=metrics)
                 pending.append((first, metrics))
@@ -175,22 +176,25 @@ class Loop:
         return state, "completed"
 
     def _call_length(self, step: int) -> int:
-        """How many steps the compiled call after `step` trains: steps_per_execution, cut
-        short so that every log, evaluation, checkpoint and profile boundary (and the last
-        step) ends a call: the loop acts between calls only."""
+        """How many steps the compiled call after `step` trains: steps_per_execution when
+        no log, evaluation, checkpoint or profile boundary (or the last step) falls inside
+        it, else 1: the loop acts between calls only, and single steps up to a boundary
+        that is not a multiple of K keep the run to two compiled programs."""
         tc = self.settings.trainer
         if tc.steps_per_execution == 1:
             return 1
-        length = min(tc.steps_per_execution, tc.steps - step)
-        every = (tc.log_every, tc.eval_every, self.settings.checkpoint.every_steps)
-        for period in every:
+        room = tc.steps - step  # steps until the next boundary
+        periods = [tc.log_every, tc.eval_every]
+        if self.checkpointer is not None:
+            periods.append(self.settings.checkpoint.every_steps)
+        for period in periods:
             if period > 0:
-                length = min(length, period - step % period)
+                room = min(room, period - step % period)
         window = list(tc.profile_steps)
         for mark in (window[0] - 1, window[1]) if window else ():
             if mark > step:
-                length = min(length, mark - step)
-        return length
+                room = min(room, mark - step)
+        return tc.steps_per_execution if room >= tc.steps_per_execution else 1
 
     def _fault_drill(self, first: int, hosts: list[dict], batch: Any) -> Any:
         """fault.nan_at_step: that step's inputs replaced by NaN (tests the nan policy)."""

@@ -6,7 +6,6 @@ loop (jaxfw/loop.py), evaluate the best checkpoint on the test split, close the 
     loop: log, evaluate, checkpoint, preemption, nan policy      (jaxfw/loop.py)
 """
 
-import functools
 import json
 import logging
 import os
@@ -103,19 +102,13 @@ def _restore(
 
 
 def make_feed(cfg: DictConfig, parts: Parts) -> StepFeed:
-    """The training batches as the compiled step takes them (stacked K at a time with
-    trainer.steps_per_execution=K), prefetched to the devices per trainer.prefetch."""
-    stacked = cfg.trainer.steps_per_execution > 1
+    """The training batches as the compiled steps take them, prefetched to the devices
+    per trainer.prefetch (on for accelerators by default)."""
     prefetch = cfg.trainer.prefetch == "on" or (
         cfg.trainer.prefetch == "auto" and jax.default_backend() != "cpu"
     )
     place = parts.put if prefetch else parts.step_input
-    return StepFeed(
-        parts.train_batches(cfg),
-        functools.partial(place, stacked=stacked),
-        stacked=stacked,
-        prefetch=prefetch,
-    )
+    return StepFeed(parts.train_batches(cfg), place, prefetch=prefetch)
 
 
 def _unfinished(run_path: Path) -> bool:

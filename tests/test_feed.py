@@ -21,9 +21,11 @@ def _rows(batch) -> list[float]:
     return np.asarray(batch["inputs"]).ravel().tolist()
 
 
-def _feed(*, stacked: bool, prefetch: bool) -> StepFeed:
-    place = jax.device_put if prefetch else (lambda batch: batch)
-    return StepFeed(train_iterator(_split(), 8, seed=0), place, stacked=stacked, prefetch=prefetch)
+def _feed(*, prefetch: bool) -> StepFeed:
+    def place(batch, stacked):
+        return jax.device_put(batch) if prefetch else batch
+
+    return StepFeed(train_iterator(_split(), 8, seed=0), place, prefetch=prefetch)
 
 
 def _reference(count: int) -> list[list[float]]:
@@ -33,7 +35,7 @@ def _reference(count: int) -> list[list[float]]:
 
 @pytest.mark.parametrize("prefetch", [False, True])
 def test_chunks_stack_the_stream_in_order(prefetch):
-    feed = _feed(stacked=True, prefetch=prefetch)
+    feed = _feed(prefetch=prefetch)
     expected = _reference(10)
     hosts, placed = feed.take(4, 4)
     assert [_rows(h) for h in hosts] == expected[:4]
@@ -47,8 +49,8 @@ def test_chunks_stack_the_stream_in_order(prefetch):
     assert np.asarray(placed["inputs"]).shape == (2, 8, 1)
 
 
-def test_unstacked_feed_hands_single_batches():
-    feed = _feed(stacked=False, prefetch=False)
+def test_a_chunk_of_one_is_handed_unstacked():
+    feed = _feed(prefetch=False)
     hosts, placed = feed.take(1, 1)
     assert len(hosts) == 1 and placed is hosts[0]
 
@@ -56,11 +58,11 @@ def test_unstacked_feed_hands_single_batches():
 def test_checkpointed_position_excludes_the_prefetched_chunk():
     """A save taken while the next chunk waits on the device must resume at that chunk,
     not after it: the position is where the loop is, not where the prefetcher is."""
-    feed = _feed(stacked=True, prefetch=True)
+    feed = _feed(prefetch=True)
     feed.take(3, 3)  # chunk 0..2 taken, 3..5 read ahead
     saved = feed.get_state()
     assert isinstance(saved, bytes)
-    later = _feed(stacked=True, prefetch=True)
+    later = _feed(prefetch=True)
     later.set_state(saved)
     hosts, _ = later.take(3)
     assert [_rows(h) for h in hosts] == _reference(6)[3:6]
@@ -72,7 +74,7 @@ def test_checkpointed_position_excludes_the_prefetched_chunk():
 
 
 def test_a_changed_chunk_length_rereads_from_the_prefetched_position():
-    feed = _feed(stacked=True, prefetch=True)
+    feed = _feed(prefetch=True)
     feed.take(2, 4)  # reads 2..5 ahead
     hosts, _ = feed.take(3)  # the loop asks for 3 instead
     assert [_rows(h) for h in hosts] == _reference(5)[2:5]

@@ -107,8 +107,8 @@ class TrainerConfig:
     grad_accum: int = 1  # microbatches per optimizer step (gradients averaged in the step)
     # Optimizer steps per compiled call (lax.scan over K stacked batches): removes the
     # host's per-step dispatch cost for small models. Logging, evaluation and checkpoints
-    # happen between calls: a call ends early at their boundaries (multiples of K avoid
-    # compiling a second, shorter call).
+    # happen between calls; steps before a boundary that a K-step call would cross run one
+    # at a time, so log_every, eval_every and checkpoint.every_steps should be multiples of K.
     steps_per_execution: int = 1
     # Place the next call's batches on the devices while the current call runs.
     prefetch: Prefetch = Prefetch.auto
