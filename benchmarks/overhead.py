@@ -218,8 +218,12 @@ def breakdown(plain: Any, steps: int, repeats: int) -> dict[str, Any]:
         state[0], metrics = parts.steps.train(state[0], device_batch)
         return metrics
 
-    def jaxfw_put() -> Any:  # the trainer's step after Parts.put, as jaxfw/loop.py does
+    def jaxfw_put() -> Any:  # the trainer's step after Parts.put (the prefetch path)
         state[0], metrics = parts.steps.train(state[0], parts.put(batch))
+        return metrics
+
+    def jaxfw_numpy() -> Any:  # host arrays into the step, as jaxfw/loop.py does on CPU
+        state[0], metrics = parts.steps.train(state[0], parts.step_input(batch))
         return metrics
 
     def hand_device() -> Any:
@@ -235,6 +239,7 @@ def breakdown(plain: Any, steps: int, repeats: int) -> dict[str, Any]:
         "hand_step_numpy_batch": hand_numpy,
         "jaxfw_step_device_batch": jaxfw_device,
         "jaxfw_step_with_put": jaxfw_put,
+        "jaxfw_step_numpy_batch": jaxfw_numpy,
     }
     for fn in variants.values():  # compile and warm
         _steps_us(fn, 10)
@@ -263,9 +268,6 @@ def breakdown(plain: Any, steps: int, repeats: int) -> dict[str, Any]:
         "jax_device_put_no_sharding_us": us(lambda: jax.device_put(batch)),
         "grain_next_us": us(lambda: next(batches)),
         "numpy_gather_us": us(lambda: (inputs[rows], targets[rows])),
-        "omegaconf_read_trainer_log_every_us": us(lambda: plain.trainer.log_every),
-        "omegaconf_read_fault_nan_at_step_us": us(lambda: plain.fault.nan_at_step),
-        "omegaconf_list_trainer_profile_steps_us": us(lambda: list(plain.trainer.profile_steps)),
         # The loop's drain at a log point: every pending step's metrics to the host.
         "device_get_metrics_of_log_interval_us": us(lambda: jax.device_get(pending), 5),
         "device_get_metrics_log_interval_steps": log_every,
@@ -297,18 +299,30 @@ def jaxfw_run(recipe: str, overrides: list[str], root: Path, tag: str) -> dict[s
 
 # --------------------------------------------------------------------- one model
 def bench_model(
-    name: str, recipe: str, overrides: list[str], pairs: int, root: Path, breakdown_steps: int
+    name: str,
+    recipe: str,
+    overrides: list[str],
+    pairs: int,
+    root: Path,
+    breakdown_steps: int,
+    variants: dict[str, list[str]] | None = None,
 ) -> dict:
+    """hand / jaxfw (/ each extra jaxfw variant: its own overrides) interleaved `pairs`
+    times; every ratio is a variant over the hand-written loop of the same round."""
     cfg = jaxfw.compose(recipe, [*overrides, *JAXFW_OVERRIDES])
     plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     data = load_dataset(plain.data, plain.seed)  # the same in-memory arrays jaxfw trains on
     task = plain.task.name
-    runs: dict[str, list[dict[str, float]]] = {"hand": [], "jaxfw": []}
-    for i in range(pairs):  # A/B/A/B: load drifting on a shared machine hits both alike
+    jaxfw_variants = {"jaxfw": [], **(variants or {})}
+    runs: dict[str, list[dict[str, float]]] = {"hand": [], **{k: [] for k in jaxfw_variants}}
+    for i in range(pairs):  # A/B/A/B: load drifting on a shared machine hits all alike
         runs["hand"].append(hand_loop(plain, data.train, data.num_classes, task))
         _log(f"# {name} hand  #{i}: {runs['hand'][-1]}")
-        runs["jaxfw"].append(jaxfw_run(recipe, overrides, root, f"{name}-{i}"))
-        _log(f"# {name} jaxfw #{i}: {runs['jaxfw'][-1]}")
+        for variant, extra in jaxfw_variants.items():
+            runs[variant].append(
+                jaxfw_run(recipe, [*overrides, *extra], root, f"{name}-{variant}-{i}")
+            )
+            _log(f"# {name} {variant} #{i}: {runs[variant][-1]}")
     rates = {k: [r["samples_per_s"] for r in v] for k, v in runs.items()}
     hand, ours = statistics.median(rates["hand"]), statistics.median(rates["jaxfw"])
     paired = [b / a for a, b in zip(rates["hand"], rates["jaxfw"], strict=True)]
@@ -337,6 +351,14 @@ def bench_model(
             for a, b, r in zip(runs["hand"], runs["jaxfw"], paired, strict=True)
         ],
     }
+    for variant, extra in (variants or {}).items():
+        ratios = [b / a for a, b in zip(rates["hand"], rates[variant], strict=True)]
+        out[variant] = {
+            "overrides": extra,
+            "samples_per_s": round(statistics.median(rates[variant]), 1),
+            "ratio_to_hand": round(statistics.median(ratios), 4),  # median over rounds
+            "per_round_ratio_to_hand": [round(r, 4) for r in ratios],
+        }
     if task == "lm":
         seq_len = plain.data.seq_len
         out["seq_len"] = seq_len
@@ -350,7 +372,7 @@ def bench_model(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digits-pairs", type=int, default=5, help="hand/jaxfw repetitions")
-    parser.add_argument("--digits-steps", type=int, default=1000)
+    parser.add_argument("--digits-steps", type=int, default=1024)
     parser.add_argument("--lm-pairs", type=int, default=3)
     parser.add_argument("--lm-steps", type=int, default=60)
     parser.add_argument("--lm-log-every", type=int, default=15)
@@ -359,22 +381,32 @@ def main() -> None:
     )
     args = parser.parse_args()
     logging.getLogger("jaxfw").setLevel(logging.ERROR)  # data findings (constant columns)
+    # K=16 steps per call, logging every 128 steps: every call is 16 long (a shorter one
+    # would be compiled inside the measured window).
+    spe = {
+        "jaxfw_steps_per_execution_16": ["trainer.steps_per_execution=16", "trainer.log_every=128"]
+    }
     models = [
         ("digits_mlp", "digits_mlp", [f"trainer.steps={args.digits_steps}"],
-         args.digits_pairs, args.breakdown_steps),
+         args.digits_pairs, args.breakdown_steps, spe),
+        # The same model at batch 16: a step small enough for the host's per-call cost
+        # to matter, where running K steps per call pays off most.
+        ("digits_mlp_batch16", "digits_mlp", [
+            f"trainer.steps={args.digits_steps * 2}", "trainer.batch_size=16",
+        ], args.digits_pairs, 0, spe),
         ("lm_tiny", "lm_tiny", [
             f"trainer.steps={args.lm_steps}",
             f"trainer.log_every={args.lm_log_every}",
             "data.val_fraction=0.002",
             "data.test_fraction=0.002",
-        ], args.lm_pairs, 0),
+        ], args.lm_pairs, 0, None),
     ]  # fmt: skip
     t0 = time.perf_counter()
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
         results = {
-            name: bench_model(name, recipe, overrides, pairs, Path(tmp), breakdown_steps)
-            for name, recipe, overrides, pairs, breakdown_steps in models
+            name: bench_model(name, recipe, overrides, pairs, Path(tmp), steps, variants)
+            for name, recipe, overrides, pairs, steps, variants in models
         }
     device = jax.devices()[0]
     print(

@@ -1,7 +1,10 @@
 """Model FLOPs utilisation: achieved FLOPs of the compiled train step over the
 hardware's peak.
 
-FLOPs per step come from XLA's cost analysis of the lowered step. The peak comes from
+FLOPs per step come from XLA's cost analysis of the lowered step, or where the backend
+gives none, from the usual estimate: 6 FLOPs per parameter per example (or token) for
+the forward and backward passes, plus 12·L·d·S per token for a transformer's attention
+(PaLM, appendix B). The peak comes from
 `trainer.peak_flops`, a table of known accelerators (dense bf16, per chip), or on a
 CPU from a one-time measured float32 matmul (what this machine actually sustains).
 """
@@ -38,6 +41,20 @@ def step_flops(jitted: Any, *args: Any) -> float | None:
         analysis = analysis[0] if analysis else {}
     flops = (analysis or {}).get("flops")
     return float(flops) if flops else None
+
+
+def estimated_step_flops(
+    parameters: int,
+    batch_size: int,
+    seq_len: int | None = None,
+    num_layers: int | None = None,
+    embed_dim: int | None = None,
+) -> float:
+    """6·N per example, or per token with `seq_len`, plus causal attention's score and
+    value products (12·L·d·S per token) when the model's layers and width are given."""
+    tokens = batch_size * (seq_len or 1)
+    attention = 12 * num_layers * embed_dim * seq_len if seq_len and num_layers and embed_dim else 0
+    return float(tokens * (6 * parameters + attention))
 
 
 @cache

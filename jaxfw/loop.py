@@ -102,11 +102,8 @@ class Loop:
         """Train from `start_step` to trainer.steps; returns the state and the status
         ("completed" or "preempted")."""
         tc = self.settings.trainer
-        train = (
-            self.parts.steps.train if tc.steps_per_execution == 1 else self.parts.steps.train_many
-        )
-        pending: list[tuple[int, dict[str, jax.Array]]] = []  # (first step, metrics)
-        in_flight: deque[dict[str, jax.Array]] = deque()
+        pending: list[tuple[int, jax.Array]] = []  # (first step, packed metrics)
+        in_flight: deque[jax.Array] = deque()
         last_log_time, last_log_step = None, start_step
         start = time.perf_counter()
         step = start_step
@@ -124,7 +121,8 @@ class Loop:
                     self._measure_flops(state, self.parts.step_input(hosts[0]))
                 self._profile(first, step, before=True)
                 # Dispatch is asynchronous: the next batch is read while the device computes.
-                train = self.parts.steps.train if first == step else self.parts.steps.train_many
+                steps = self.parts.steps
+                train = steps.train_packed if first == step else steps.train_many_packed
                 state, metrics = train(state, batch)
                 self._profile(first, step, before=False, wait_for=metrics)
                 pending.append((first, metrics))
@@ -132,7 +130,7 @@ class Loop:
                 if len(in_flight) > MAX_CALLS_IN_FLIGHT:
                     # Already finished unless the host runs far ahead; XLA's CPU collectives
                     # deadlock with dozens of unsynced multi-device steps queued.
-                    jax.block_until_ready(in_flight.popleft())
+                    in_flight.popleft().block_until_ready()
                 if last_log_time is None:
                     # Compilation happens in the first call: time it apart from throughput.
                     jax.block_until_ready(metrics)
@@ -224,21 +222,17 @@ class Loop:
         )
         return metrics
 
-    def _drain(self, pending: list[tuple[int, dict[str, jax.Array]]]) -> dict[str, float]:
+    def _drain(self, pending: list[tuple[int, jax.Array]]) -> dict[str, float]:
         """Fetch the pending steps' metrics (a host sync), apply the nan policy, and
         return their means as namespaced train/* metrics."""
         if not pending:
             return {}
-        fetched = jax.device_get([metrics for _, metrics in pending])
-        # One row per step: a call of K steps returns each metric stacked K long.
-        columns = {
-            name: np.concatenate([np.atleast_1d(m[name]) for m in fetched]) for name in fetched[0]
-        }
+        fetched = jax.device_get([metrics for _, metrics in pending])  # one array per call
+        rows = [np.atleast_2d(metrics) for metrics in fetched]  # [steps of the call, M]
+        columns = self.parts.steps.columns.unpack(np.concatenate(rows))
+        starts = [first for first, _ in pending]
         steps = np.concatenate(
-            [
-                first + np.arange(np.size(m["loss"]))
-                for (first, _), m in zip(pending, fetched, strict=True)
-            ]
+            [first + np.arange(len(r)) for first, r in zip(starts, rows, strict=True)]
         )
         bad = columns["nonfinite"] > 0
         bad_steps = steps[bad].tolist()
@@ -283,9 +277,21 @@ class Loop:
         return record
 
     def _measure_flops(self, state: TrainState, batch: dict) -> None:
-        self._flops_per_step = flops.step_flops(self.parts.steps.train, state, batch)
-        self._peak = flops.peak_flops(self.settings.trainer.peak_flops)
-        self.outputs.update(flops_per_step=self._flops_per_step, peak_flops=self._peak)
+        self._flops_per_step = flops.step_flops(self.parts.steps.train_packed, state, batch)
+        source, settings = "xla_cost_analysis", self.settings
+        if self._flops_per_step is None:  # e.g. a backend without cost analysis
+            self._flops_per_step = flops.estimated_step_flops(
+                sum(x.size for x in jax.tree.leaves(state.params)),
+                settings.trainer.batch_size,
+                settings.data.seq_len if settings.task.name == "lm" else None,
+                getattr(settings.model, "num_layers", None),
+                getattr(settings.model, "embed_dim", None),
+            )
+            source = "estimate_6N_plus_attention"
+        self._peak = flops.peak_flops(settings.trainer.peak_flops)
+        self.outputs.update(
+            flops_per_step=self._flops_per_step, flops_source=source, peak_flops=self._peak
+        )
 
     def _profile(self, first: int, last: int, *, before: bool, wait_for: Any = None) -> None:
         """Trace trainer.profile_steps=[a, b]: from the call holding step a to the one

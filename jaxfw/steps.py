@@ -21,6 +21,31 @@ Batch = dict[str, jax.Array]
 Metrics = dict[str, jax.Array]
 
 
+class MetricColumns:
+    """A step's metrics packed into one float32 vector (`[M]`, or `[K, M]` for K steps),
+    so that a log interval's metrics reach the host in one transfer per call instead of
+    one per metric (~25 us each on CPU, more from a GPU). The column names are recorded
+    when the packed step is traced, which happens before its first result exists."""
+
+    def __init__(self) -> None:
+        self.names: tuple[str, ...] = ()
+
+    def pack(self, metrics: Metrics) -> jax.Array:
+        self.names = tuple(sorted(metrics))
+        return jnp.stack([metrics[name].astype(jnp.float32) for name in self.names], axis=-1)
+
+    def packed(self, step: Callable[..., tuple[TrainState, Metrics]]) -> Callable[..., Any]:
+        def packed_step(state: TrainState, batch: Batch) -> tuple[TrainState, jax.Array]:
+            state, metrics = step(state, batch)
+            return state, self.pack(metrics)
+
+        return packed_step
+
+    def unpack(self, rows: Any) -> dict[str, Any]:
+        """`[steps, M]` host rows -> {name: [steps]}."""
+        return {name: rows[:, column] for column, name in enumerate(self.names)}
+
+
 @dataclass(frozen=True)
 class Steps:
     train: Callable[[TrainState, Batch], tuple[TrainState, Metrics]]
@@ -28,6 +53,10 @@ class Steps:
     # K optimizer steps in one compiled call: batches stacked on a leading axis of K,
     # metrics returned stacked the same way (trainer.steps_per_execution).
     train_many: Callable[[TrainState, Batch], tuple[TrainState, Metrics]] | None = None
+    # What the training loop calls: the same steps with metrics packed by `columns`.
+    train_packed: Callable[[TrainState, Batch], tuple[TrainState, jax.Array]] | None = None
+    train_many_packed: Callable[[TrainState, Batch], tuple[TrainState, jax.Array]] | None = None
+    columns: MetricColumns | None = None
 
 
 def make_train_step(
@@ -163,28 +192,28 @@ def compile_steps(
     """
     train_step = make_train_step(model, task, tx, schedule, **step_options)
     multi_step = make_multi_step(train_step)
+    columns = MetricColumns()
+    train_fns = (train_step, multi_step, columns.packed(train_step), columns.packed(multi_step))
     if state_sharding is None:
-        return Steps(
-            train=jax.jit(train_step, donate_argnums=0),
-            eval=jax.jit(make_eval_step(model, task)),
-            train_many=jax.jit(multi_step, donate_argnums=0),
-        )
-    return Steps(
-        train=jax.jit(
-            train_step,
-            donate_argnums=0,
-            in_shardings=(state_sharding, batch_sharding),
-            out_shardings=(state_sharding, replicated),
-        ),
-        eval=jax.jit(
+        jitted = [jax.jit(fn, donate_argnums=0) for fn in train_fns]
+        eval_step = jax.jit(make_eval_step(model, task))
+    else:
+        stacked = stacked_batch_sharding(batch_sharding)
+        jitted = [
+            jax.jit(
+                fn,
+                donate_argnums=0,
+                in_shardings=(state_sharding, batch),
+                out_shardings=(state_sharding, replicated),
+            )
+            for fn, batch in zip(
+                train_fns, (batch_sharding, stacked, batch_sharding, stacked), strict=True
+            )
+        ]
+        eval_step = jax.jit(
             make_eval_step(model, task),
             in_shardings=(state_sharding, batch_sharding),
             out_shardings=replicated,
-        ),
-        train_many=jax.jit(
-            multi_step,
-            donate_argnums=0,
-            in_shardings=(state_sharding, stacked_batch_sharding(batch_sharding)),
-            out_shardings=(state_sharding, replicated),
-        ),
-    )
+        )
+    train, train_many, train_packed, train_many_packed = jitted
+    return Steps(train, eval_step, train_many, train_packed, train_many_packed, columns)

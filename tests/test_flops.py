@@ -1,0 +1,34 @@
+"""MFU's numerator: XLA's cost analysis of the compiled step, and the 6·N + attention
+estimate used where a backend offers no cost analysis; they must agree."""
+
+import logging
+
+import jax
+import pytest
+
+import jaxfw
+from jaxfw import flops
+from jaxfw.build import build_parts, resolve_config
+
+
+@pytest.mark.parametrize(
+    "recipe, overrides",
+    [("digits_mlp", []), ("lm_tiny", ["data.max_bytes=300000"])],
+)
+def test_estimate_agrees_with_xla_cost_analysis(recipe, overrides):
+    logging.getLogger("jaxfw").setLevel(logging.ERROR)
+    cfg = resolve_config(jaxfw.compose(recipe, overrides))
+    parts = build_parts(cfg)
+    state = parts.init_state()
+    counted = flops.step_flops(parts.steps.train, state, next(parts.train_batches(cfg)))
+    lm = cfg.task.name == "lm"
+    estimated = flops.estimated_step_flops(
+        sum(x.size for x in jax.tree.leaves(state.params)),
+        cfg.trainer.batch_size,
+        cfg.data.seq_len if lm else None,
+        cfg.model.get("num_layers"),
+        cfg.model.get("embed_dim"),
+    )
+    # Measured: 0.996 (MLP: dense layers are all of it), 1.08 (transformer: the estimate
+    # counts the embedding lookup as a matmul).
+    assert counted is not None and estimated == pytest.approx(counted, rel=0.15)
