@@ -199,6 +199,7 @@ def build_parts(cfg: DictConfig) -> Parts:
             replicated,
             grad_accum=cfg.trainer.grad_accum,
             precision=cfg.trainer.precision,
+            skip_nonfinite=cfg.trainer.nan_policy == "skip",
         ),
         schedule=schedule,
         mesh=mesh,

@@ -167,6 +167,10 @@ class Loop:
                     self.progress.message(f"SIGTERM: saved step {step}, stopping (preempted)")
                     return state, "preempted"
                 if self._save_due(step, new_best):
+                    if pending:
+                        # Under nan_policy=raise the step keeps no guard: a state after a
+                        # non-finite step must never reach a checkpoint.
+                        self._raise_if_nonfinite(*self._fetch(pending))
                     self.save(step, state, evaluated, wait=step == tc.steps)
                     if step == self.settings.fault.kill_during_save_at_step:
                         os.kill(os.getpid(), signal.SIGKILL)  # fault drill: die mid-save
@@ -222,20 +226,21 @@ class Loop:
         )
         return metrics
 
-    def _drain(self, pending: list[tuple[int, jax.Array]]) -> dict[str, float]:
-        """Fetch the pending steps' metrics (a host sync), apply the nan policy, and
-        return their means as namespaced train/* metrics."""
-        if not pending:
-            return {}
-        fetched = jax.device_get([metrics for _, metrics in pending])  # one array per call
+    def _fetch(self, pending: list[tuple[int, jax.Array]]) -> tuple[np.ndarray, dict]:
+        """(step numbers, {metric: values}) of the pending calls: a host sync, one transfer
+        per call (a fetched array keeps its host copy, so fetching again is free)."""
+        fetched = jax.device_get([metrics for _, metrics in pending])
         rows = [np.atleast_2d(metrics) for metrics in fetched]  # [steps of the call, M]
-        columns = self.parts.steps.columns.unpack(np.concatenate(rows))
         starts = [first for first, _ in pending]
         steps = np.concatenate(
             [first + np.arange(len(r)) for first, r in zip(starts, rows, strict=True)]
         )
-        bad = columns["nonfinite"] > 0
-        bad_steps = steps[bad].tolist()
+        return steps, self.parts.steps.columns.unpack(np.concatenate(rows))
+
+    def _raise_if_nonfinite(self, steps: np.ndarray, columns: dict) -> list[int]:
+        """The steps whose loss or gradients were not finite; under nan_policy=raise, a
+        NonFiniteError naming the first one and the last good checkpoint."""
+        bad_steps = steps[columns["nonfinite"] > 0].tolist()
         if bad_steps and self.settings.trainer.nan_policy == "raise":
             last_good = None
             if self.checkpointer is not None:
@@ -246,6 +251,16 @@ class Loop:
                 f"Non-finite loss or gradients at step {bad_steps[0]} (trainer.nan_policy=raise; "
                 f"use trainer.nan_policy=skip to drop such steps){kept}."
             )
+        return bad_steps
+
+    def _drain(self, pending: list[tuple[int, jax.Array]]) -> dict[str, float]:
+        """Fetch the pending steps' metrics, apply the nan policy, and return their means
+        as namespaced train/* metrics."""
+        if not pending:
+            return {}
+        steps, columns = self._fetch(pending)
+        bad_steps = self._raise_if_nonfinite(steps, columns)
+        bad = columns["nonfinite"] > 0
         if bad_steps:
             self.carry.skipped_steps += len(bad_steps)
             self.progress.message(f"skipped non-finite step(s) {bad_steps}")

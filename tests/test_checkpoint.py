@@ -122,14 +122,28 @@ def test_default_run_dir_auto_resume_finds_the_unfinished_run(tmp_path, monkeypa
     assert different.run_dir not in (first.run_dir, fresh.run_dir)
 
 
-def test_nan_policy_raise_names_the_step_and_keeps_the_good_checkpoint(tmp_path):
-    with pytest.raises(NonFiniteError, match=r"at step 25 .*last good checkpoint is step 20"):
-        _train(tmp_path, "run", "fault.nan_at_step=25")
+@pytest.mark.parametrize(
+    "overrides, last_good",
+    [
+        ([], 20),  # found at the log point (25), before the save at 30
+        # A save (28) falls between the bad step and the next log point (30): the loop
+        # checks the pending steps before writing it (the step itself has no guard).
+        (["trainer.log_every=10", "checkpoint.every_steps=4"], 24),
+    ],
+)
+def test_nan_policy_raise_names_the_step_and_keeps_the_good_checkpoint(
+    tmp_path, overrides, last_good
+):
+    with pytest.raises(
+        NonFiniteError, match=rf"at step 25 .*last good checkpoint is step {last_good}\."
+    ):
+        _train(tmp_path, "run", "fault.nan_at_step=25", *overrides)
     run = json.loads((tmp_path / "run/run.json").read_text())
     assert run["status"] == "failed" and "step 25" in run["error"]
-    assert max(_steps(tmp_path / "run")) == 20
+    assert max(_steps(tmp_path / "run")) == last_good
     manager = ocp.CheckpointManager((tmp_path / "run/checkpoints").absolute())
-    state = manager.restore(20, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
+    restore = ocp.args.Composite(state=ocp.args.StandardRestore())
+    state = manager.restore(last_good, args=restore).state
     assert _finite(state["params"])
 
 

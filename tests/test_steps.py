@@ -226,3 +226,18 @@ def test_steps_per_execution_equals_separate_steps(dropout):
     # Bitwise equal with jax 0.10 on CPU; a tolerance leaves XLA free to fuse the loop body.
     for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(many), strict=True):
         np.testing.assert_allclose(_host(a), _host(b), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("skip", [True, False])
+def test_nonfinite_step_is_reported_and_dropped_only_when_skipping(skip):
+    model, task, tx, schedule, state = _setup()
+    steps = compile_steps(model, task, tx, schedule, skip_nonfinite=skip)
+    before = jax.device_get(state.params)
+    bad = {**_batch(), "inputs": np.full((32, 8), np.nan, np.float32)}
+    after, metrics = steps.train(state, bad)
+    assert float(metrics["nonfinite"]) == 1.0 and int(after.step) == 1
+    finite = all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(after.params))
+    assert finite == skip
+    if skip:
+        for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after.params), strict=True):
+            np.testing.assert_array_equal(a, np.asarray(b))

@@ -1,10 +1,21 @@
-"""A small decoder-only transformer LM: pre-LN blocks, causal attention through
-`jax.nn.dot_product_attention`, learned positions, every weight named with logical
-axes (embed, heads, kv, mlp, vocab) for data/FSDP/tensor-parallel sharding."""
+"""A small decoder-only transformer LM: pre-LN blocks, causal softmax attention, learned
+positions, every weight named with logical axes (embed, heads, kv, mlp, vocab) for
+data/FSDP/tensor-parallel sharding.
+
+Formulated for XLA:CPU speed (benchmarks/lm_torch_vs_flax.py; the numbers are in
+benchmarks/README.md): query/key/value are one [B*T, D] x [D, 3D] matmul on the three
+kernels side by side, attention runs heads-major ([B, H, T, Dh]) with plain batched
+matmuls instead of `jax.nn.dot_product_attention`'s [B, T, H, Dh] einsums, and the
+projections and the MLP multiply 2-D [B*T, D] activations. The parameters (names,
+shapes, initial values, logical axes) are those of the `nn.DenseGeneral` / `nn.Dense`
+layers this module used before, so checkpoints and sharding rules are unchanged."""
+
+import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxfw.models.layers import dense
 
@@ -22,6 +33,37 @@ class _LayerNorm(nn.Module):
         )(x)
 
 
+class _Kernel(nn.Module):
+    """A bare weight `kernel` of `shape`, initialised exactly as `nn.DenseGeneral` does
+    (lecun_normal on the flattened [prod(in), prod(out)] matrix, then reshaped), so the
+    module holds the same parameter under the same name as a DenseGeneral layer would."""
+
+    shape: tuple[int, ...]
+    num_in: int  # leading dims of `shape` that are inputs
+    axes: tuple[str | None, ...]
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        flat = (int(np.prod(self.shape[: self.num_in])), int(np.prod(self.shape[self.num_in :])))
+
+        def init(rng: jax.Array, shape: tuple[int, ...], dtype: jnp.dtype = jnp.float32):
+            return jnp.reshape(nn.initializers.lecun_normal()(rng, flat, dtype), shape)
+
+        return self.param("kernel", _named(init, self.axes), self.shape)
+
+
+def _attend(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """Softmax attention, heads-major: q [B, H, T, Dh], k/v [B, H, S, Dh], mask [T, S]
+    (True: visible) -> [B, H, T, Dh]. The same arithmetic as
+    `jax.nn.dot_product_attention(implementation="xla")`: logits scaled by 1/sqrt(Dh),
+    masked to a large negative value, softmax in float32."""
+    logits = (q @ jnp.swapaxes(k, -1, -2)) * jnp.asarray(1 / math.sqrt(q.shape[-1]), q.dtype)
+    big_negative = jnp.asarray(-0.7 * float(jnp.finfo(logits.dtype).max), logits.dtype)
+    logits = jnp.where(mask, logits, big_negative)
+    probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
+    return probs @ v
+
+
 class _Attention(nn.Module):
     num_heads: int
     head_dim: int
@@ -31,38 +73,41 @@ class _Attention(nn.Module):
     def __call__(self, x: jax.Array, index: jax.Array | None = None) -> jax.Array:
         """`index` (decoding): the position of x's first token; keys and values of earlier
         positions come from the "cache" collection, and x's are written into it."""
+        batch, length, dim = x.shape
+        heads, head_dim = self.num_heads, self.head_dim
 
-        def projection(name: str) -> nn.DenseGeneral:
-            return nn.DenseGeneral(
-                (self.num_heads, self.head_dim),
-                kernel_init=_named(nn.initializers.lecun_normal(), ("embed", "heads", "kv")),
-                use_bias=False,
-                name=name,
-            )
+        def kernel(name: str) -> jax.Array:  # [embed, heads, kv], as nn.DenseGeneral's
+            axes = ("embed", "heads", "kv")
+            return _Kernel((dim, heads, head_dim), 1, axes, name=name)()
 
-        q, k, v = projection("query")(x), projection("key")(x), projection("value")(x)
+        # One matmul for query, key and value: [B*T, D] x [D, 3*H*Dh].
+        fused = jnp.concatenate(
+            [kernel(n).reshape(dim, heads * head_dim) for n in ("query", "key", "value")], 1
+        )
+        qkv = (x.reshape(batch * length, dim) @ fused.astype(x.dtype)).reshape(
+            batch, length, 3, heads, head_dim
+        )
+        # -> [3, B, H, T, Dh]: heads-major for the attention's batched matmuls.
+        q, k, v = jnp.transpose(qkv, (2, 0, 3, 1, 4))
         if index is None:
-            attended = jax.nn.dot_product_attention(q, k, v, is_causal=True)
+            causal = jnp.tril(jnp.ones((length, length), bool))
+            attended = _attend(q, k, v, causal)
         else:
-            shape = (x.shape[0], self.max_length, self.num_heads, self.head_dim)
+            shape = (batch, self.max_length, heads, head_dim)
             keys = self.variable("cache", "cached_key", jnp.zeros, shape, k.dtype)
             values = self.variable("cache", "cached_value", jnp.zeros, shape, v.dtype)
-            keys.value = jax.lax.dynamic_update_slice(keys.value, k, (0, index, 0, 0))
-            values.value = jax.lax.dynamic_update_slice(values.value, v, (0, index, 0, 0))
+            k_new, v_new = jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2)  # [B, T, H, Dh]
+            keys.value = jax.lax.dynamic_update_slice(keys.value, k_new, (0, index, 0, 0))
+            values.value = jax.lax.dynamic_update_slice(values.value, v_new, (0, index, 0, 0))
             # Query i (at position index + i) sees cached positions <= index + i.
-            visible = (
-                jnp.arange(self.max_length)[None, :] <= index + jnp.arange(x.shape[1])[:, None]
+            visible = jnp.arange(self.max_length)[None, :] <= index + jnp.arange(length)[:, None]
+            attended = _attend(
+                q, jnp.swapaxes(keys.value, 1, 2), jnp.swapaxes(values.value, 1, 2), visible
             )
-            attended = jax.nn.dot_product_attention(
-                q, keys.value, values.value, mask=visible[None, None]
-            )
-        return nn.DenseGeneral(
-            x.shape[-1],
-            axis=(-2, -1),
-            kernel_init=_named(nn.initializers.lecun_normal(), ("heads", "kv", "embed")),
-            use_bias=False,
-            name="out",
-        )(attended)
+        out = _Kernel((heads, head_dim, dim), 2, ("heads", "kv", "embed"), name="out")()
+        # [B, H, T, Dh] -> [B*T, H*Dh] x [H*Dh, D]
+        attended = jnp.transpose(attended, (0, 2, 1, 3)).reshape(batch * length, dim)
+        return (attended @ out.reshape(dim, dim).astype(x.dtype)).reshape(batch, length, dim)
 
 
 class _Block(nn.Module):
@@ -77,8 +122,10 @@ class _Block(nn.Module):
         head_dim = x.shape[-1] // self.num_heads
         y = _Attention(self.num_heads, head_dim, self.max_length)(_LayerNorm()(x), index)
         x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
-        y = dense(self.mlp_dim, ("embed", "mlp"))(_LayerNorm()(x))
-        y = dense(x.shape[-1], ("mlp", "embed"))(nn.gelu(y))
+        batch, length, dim = x.shape
+        y = _LayerNorm()(x).reshape(batch * length, dim)  # 2-D [B*T, D] matmuls
+        y = dense(self.mlp_dim, ("embed", "mlp"))(y)
+        y = dense(dim, ("mlp", "embed"))(nn.gelu(y)).reshape(batch, length, dim)
         return x + nn.Dropout(self.dropout, deterministic=not train)(y)
 
 
