@@ -14,7 +14,7 @@ from jaxfw.config.paths import recipes_dir
 from jaxfw.config.validate import validate_config
 from jaxfw.errors import UserError
 
-RECIPES = ["breast_cancer", "digits_cnn", "digits_mlp", "lm_tiny"]
+RECIPES = ["breast_cancer", "digits_cnn", "digits_mlp", "lm_50m", "lm_tiny"]
 
 
 def test_recipes_are_discovered():
