@@ -17,6 +17,7 @@ from typing import Any
 import jax
 from omegaconf import DictConfig, OmegaConf
 
+from jaxfw import xla_flags
 from jaxfw.build import Parts, build_parts, resolve_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
 from jaxfw.compile_cache import enable_compile_cache
@@ -151,6 +152,7 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     t0 = time.perf_counter()
     resolved = resolve_config(cfg)
     # Before any JAX computation: a multi-process job connects its processes here.
+    xla_flags.configure()  # in effect only if no JAX computation ran yet in this process
     initialize(distributed_settings(resolved.distributed, os.environ))
     cache = enable_compile_cache(resolved.trainer.compile_cache)
     run_path = choose_run_dir(cfg, resolved, run_dir)

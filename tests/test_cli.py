@@ -118,6 +118,8 @@ def assert_completed_run(run_dir: Path, *, name: str, steps: int) -> list[dict]:
     assert isinstance(run["data_fingerprint"], str) and run["data_fingerprint"]
     assert "packages" in run and run["packages"]["jaxfw"]
     assert run["devices"], "run.json lists no devices"
+    # The CLI sets jaxfw's XLA:CPU flags before JAX starts, and the run records them.
+    assert "--xla_cpu_scheduler_type=" in run["xla_flags"]
     for key in ("time_to_first_step_s", "train_time_s", "total_time_s"):
         assert run[key] > 0, key
 

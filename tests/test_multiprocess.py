@@ -96,9 +96,16 @@ def single(tmp_path_factory) -> Path:
     return cwd / "run"
 
 
-def test_two_processes_match_one_process(single, tmp_path):
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["trainer.steps_per_execution=5", "trainer.prefetch=on"]],
+    ids=["single_steps", "chunked_prefetched"],
+)
+def test_two_processes_match_one_process(single, tmp_path, extra):
+    """Each process feeds its share of every batch (stacked 5 at a time and placed ahead
+    in the second case: global arrays built from per-process stacks) into one job."""
     started = time.perf_counter()
-    outputs = _finish(_launch([*ARGS, "hydra.run.dir=run"], tmp_path, 2))
+    outputs = _finish(_launch([*ARGS, *extra, "hydra.run.dir=run"], tmp_path, 2))
     print(f"2-process run: {time.perf_counter() - started:.1f} s")
     run_dir = tmp_path / "run"
     run = json.loads((run_dir / "run.json").read_text())

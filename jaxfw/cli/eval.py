@@ -5,6 +5,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from jaxfw import xla_flags
 from jaxfw.errors import UserError
 
 PROG = "jaxfw-eval"
@@ -25,6 +26,7 @@ def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, str]]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    xla_flags.configure()  # before JAX starts its backend
     logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax's notes on read-only opens
     try:
         run_dir, options = parse_args(argv)

@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from jaxfw import xla_flags
 from jaxfw.errors import UserError
 
 PROG = "jaxfw-generate"
@@ -24,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)  # argparse prints one usage line and exits 2
+    xla_flags.configure()  # before JAX starts its backend
     logging.getLogger("absl").setLevel(logging.ERROR)
     try:
         from jaxfw.generate import generate, load_language_model

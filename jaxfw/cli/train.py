@@ -19,6 +19,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
+from jaxfw import xla_flags
 from jaxfw.config.compose import PRIMARY_CONFIG, compose, register_configs
 from jaxfw.config.errors import translate_config_error
 from jaxfw.config.paths import conf_dir
@@ -114,6 +115,7 @@ def _run_job(cfg: DictConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    xla_flags.configure()  # before JAX starts its backend
     register_configs()
     try:
         argv += _resume_dir_override(argv, check_overrides(argv))

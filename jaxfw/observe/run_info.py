@@ -65,6 +65,8 @@ def collect_run_info(code_dir: Path | None = None, *, devices: bool = True) -> d
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
+        # Compiler flags change speed (and can change rounding): part of what ran.
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
     }
     if devices:
         info.update(device_info())
