@@ -77,9 +77,14 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import jaxfw
+from jaxfw import xla_flags
 from jaxfw.build import build_parts
 from jaxfw.data import load_dataset
 from jaxfw.tasks import LanguageModeling
+
+# Both loops run in this one process with the XLA:CPU flags a jaxfw run gets by default
+# (set before JAX starts its backend; the hand-written loop benefits from them alike).
+XLA_FLAGS_APPLIED = xla_flags.configure()
 
 TARGET_RATIO = 0.98
 JAXFW_OVERRIDES = [
@@ -427,6 +432,7 @@ def main() -> None:
                     "optax": optax.__version__,
                     "device": f"{device.platform}:{device.device_kind}",
                     "device_count": jax.device_count(),
+                    "xla_flags": os.environ.get("XLA_FLAGS", ""),
                 },
                 "wall_s": round(time.perf_counter() - t0, 1),
             },

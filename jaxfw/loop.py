@@ -92,11 +92,13 @@ class Loop:
     _flops_per_step: float | None = None
     _peak: float | None = None
     settings: Any = field(init=False, default=None)  # `cfg` as plain attributes
+    _processes: int = field(init=False, default=1)
 
     def __post_init__(self) -> None:
         # The loop reads its settings every step: plain attributes cost ~0.1 us where
         # an OmegaConf lookup costs ~16 us (a tenth of a small model's step).
         self.settings = _plain(OmegaConf.to_container(self.cfg, resolve=True))
+        self._processes = jax.process_count()
 
     def run(self, state: TrainState, start_step: int) -> tuple[TrainState, str]:
         """Train from `start_step` to trainer.steps; returns the state and the status
@@ -192,7 +194,7 @@ class Loop:
         for period in periods:
             if period > 0:
                 room = min(room, period - step % period)
-        window = list(tc.profile_steps)
+        window = tc.profile_steps
         for mark in (window[0] - 1, window[1]) if window else ():
             if mark > step:
                 room = min(room, mark - step)
@@ -311,7 +313,7 @@ class Loop:
     def _profile(self, first: int, last: int, *, before: bool, wait_for: Any = None) -> None:
         """Trace trainer.profile_steps=[a, b]: from the call holding step a to the one
         holding step b (call boundaries fall on a-1 and b)."""
-        window = list(self.settings.trainer.profile_steps)
+        window = self.settings.trainer.profile_steps
         if len(window) != 2 or not self.outputs.enabled:
             return
         if before and first <= window[0] <= last:
@@ -322,7 +324,7 @@ class Loop:
             self.progress.message(f"profile of steps {window[0]}-{window[1]} written to tb/")
 
     def _stop_requested(self, watch: PreemptionWatch, step: int) -> bool:
-        if jax.process_count() == 1:
+        if self._processes == 1:
             return watch.requested
         # Every process must stop, and save, at the same step: they compare their
         # SIGTERM flags at log points (a collective, so not at every step).
