@@ -19,11 +19,17 @@ run's own `train/samples_per_s` records (`result.history`) without the first log
 (which follows the compiled first step); for the hand-written loop, the same window: the
 clock starts at the sync of step `log_every` and stops at the sync of the last step.
 
-Runs interleave hand/jaxfw, hand/jaxfw, ... for
+Both loops run in this one process with jaxfw's default XLA:CPU flags (`jaxfw.xla_flags`,
+set before JAX starts; recorded in the JSON's `machine.xla_flags`).
+
+Runs interleave hand/jaxfw(/variants), hand/jaxfw, ... for
 
 - `digits_mlp`: the default recipe (MLP 256-256 with dropout 0.1, AdamW, warmup-cosine,
-  batch 128), `--digits-steps` (default 1000) with its `log_every` of 100,
-  `--digits-pairs` (default 5);
+  batch 128), `--digits-steps` (default 1024) with its `log_every` of 100,
+  `--digits-pairs` (default 5), plus jaxfw with `trainer.steps_per_execution=16` and
+  `log_every=128` (every call 16 steps long) in every round;
+- `digits_mlp_batch16`: the same at batch 16 and twice the steps, with the same variants:
+  a step small enough for the host's per-call work to show;
 - `lm_tiny`: the lm_tiny recipe (`jaxfw.models.Transformer` per conf/model/transformer.yaml,
   batch 16 x 128 tokens, AdamW + clipping; the hand-written loss is
   `jaxfw.tasks.LanguageModeling.loss`), `--lm-steps` (default 60) with `--lm-log-every`
@@ -35,15 +41,15 @@ Runs interleave hand/jaxfw, hand/jaxfw, ... for
 Reported per model: samples/s (and tokens/s for the LM) of both (medians over runs),
 `ratio` jaxfw / hand (the median of the pairs' ratios; the issue's target is >= 0.98),
 `ratio_of_medians`, each pair's numbers, and `overhead_us_per_step` (the extra wall time
-per step implied by the medians).
+per step implied by the medians); per variant, `ratio_to_hand` (median over rounds).
 
 `breakdown` (digits_mlp; `--breakdown-steps`, 0: off) times the pieces of a step apart, on
 jaxfw's own `build_parts`: the trainer's compiled step and the hand-written one on the same
-device batch and on a numpy batch / after `Parts.put` (wall and main-thread CPU time per
-step, interleaved, medians of 5), and per call: `Parts.put`, a Grain `next()` against a
-numpy gather, one OmegaConf attribute read and `list(cfg.trainer.profile_steps)` (which
-jaxfw/loop.py does on every step), and fetching a log interval's metrics
-(`jax.device_get` of `log_every` steps' metric dicts, what the loop's drain does).
+device batch, on a numpy batch (what the loop passes on CPU) and after `Parts.put` (the
+prefetch path) (wall and main-thread CPU time per step, interleaved, medians of 5), and per
+call: `Parts.put`, a Grain `next()` against a numpy gather, and fetching a log interval's
+metrics as unpacked dicts (`jax.device_get` of `log_every` steps' metric dicts: what the
+loop did before it packed each call's metrics into one vector).
 
     .venv/bin/python benchmarks/overhead.py               # ~1.5-2.5 min on a 2-core CPU
     .venv/bin/python benchmarks/overhead.py --digits-pairs 9 --lm-pairs 5   # steadier, ~4 min
