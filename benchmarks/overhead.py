@@ -418,6 +418,7 @@ def main() -> None:
         results = {
             name: bench_model(name, recipe, overrides, pairs, Path(tmp), steps, variants)
             for name, recipe, overrides, pairs, steps, variants in models
+            if pairs > 0  # --lm-pairs 0 / --digits-pairs 0: leave that model out
         }
     device = jax.devices()[0]
     print(

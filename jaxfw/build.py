@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxfw import sharding
 from jaxfw.config.validate import validate_config
-from jaxfw.data import DataBundle, load_dataset, train_iterator
+from jaxfw.data import DataBundle, load_dataset, train_batches
 from jaxfw.errors import UserError
 from jaxfw.metrics import CLASSIFICATION_METRICS, LM_METRICS, REGRESSION_METRICS
 from jaxfw.models import ModelFns
@@ -150,9 +150,9 @@ class Parts:
         return self.put(local)
 
     def train_batches(self, cfg: DictConfig) -> Any:
-        """A fresh, checkpointable Grain iterator over this process's share of the
-        training split (its slice of every global batch)."""
-        return train_iterator(
+        """A fresh, checkpointable stream of this process's share of the training
+        split's batches (its slice of every global batch), from Grain."""
+        return train_batches(
             self.data.train,
             cfg.trainer.batch_size,
             cfg.seed,

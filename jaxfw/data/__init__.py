@@ -9,7 +9,13 @@ be tested and reused without a device.
 from jaxfw.data.bundle import DataBundle, Split
 from jaxfw.data.findings import check_findings, format_finding
 from jaxfw.data.load import load_dataset
-from jaxfw.data.pipeline import eval_batches, train_dataset, train_iterator
+from jaxfw.data.pipeline import (
+    IndexedBatches,
+    eval_batches,
+    train_batches,
+    train_dataset,
+    train_iterator,
+)
 from jaxfw.data.preprocess import FeatureTransform
 from jaxfw.data.report import data_report, validate_data
 from jaxfw.data.source_settings import validation_mode
@@ -22,6 +28,7 @@ __all__ = [
     "SOURCES",
     "DataBundle",
     "FeatureTransform",
+    "IndexedBatches",
     "Split",
     "StreamingSplit",
     "TablePreprocessor",
@@ -31,6 +38,7 @@ __all__ = [
     "format_finding",
     "load_dataset",
     "stratified_split",
+    "train_batches",
     "train_dataset",
     "train_iterator",
     "validate_data",

@@ -122,6 +122,54 @@ def train_iterator(
     return iter(dataset.to_iter_dataset(read_options or _IN_PROCESS))
 
 
+class IndexedBatches:
+    """Batch 0, 1, 2, ... of a random-access `grain.MapDataset` (element i = batch i): the
+    stream `iter(dataset.to_iter_dataset())` gives, read with `dataset[i]` instead, which
+    skips the iterator's per-element machinery (~6 us a batch against ~12-23 us on this
+    2-core CPU, and ~110 us measured on a GPU host, where that was 13% of a small model's
+    step). `get_state()`/`set_state()` use the Grain iterator's own state document
+    (`{"next_index": i}`), so checkpoints of either resume with the other."""
+
+    def __init__(self, dataset: grain.MapDataset) -> None:
+        self._dataset = dataset
+        self._next = 0
+
+    def __iter__(self) -> IndexedBatches:
+        return self
+
+    def __next__(self) -> dict[str, np.ndarray]:
+        batch = self._dataset[self._next]
+        self._next += 1
+        return batch
+
+    def get_state(self) -> dict[str, int]:
+        return {"next_index": self._next}
+
+    def set_state(self, state: dict[str, int]) -> None:
+        self._next = int(state["next_index"])
+
+
+def train_batches(
+    split: Split | StreamingSplit,
+    batch_size: int,
+    seed: int,
+    *,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> IndexedBatches | grain.DatasetIterator:
+    """The training loop's batch stream: `train_iterator`'s batches, read by index for an
+    in-memory split (IndexedBatches), or the streaming iterator for a StreamingSplit."""
+    if isinstance(split, StreamingSplit):
+        return train_iterator(
+            split, batch_size, seed, process_index=process_index, process_count=process_count
+        )
+    return IndexedBatches(
+        train_dataset(
+            split, batch_size, seed, process_index=process_index, process_count=process_count
+        )
+    )
+
+
 def eval_batches(split: Split, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """Every example of `split` once, in order, as equally shaped batches.
 
