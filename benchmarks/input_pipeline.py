@@ -38,7 +38,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import time
@@ -48,6 +47,7 @@ from typing import Any
 import grain
 import jax
 import numpy as np
+from machine import machine_info
 
 import jaxfw
 from jaxfw.build import build_parts, resolve_config
@@ -216,24 +216,13 @@ def main() -> None:
         "digits_mlp": bench("digits_mlp", "digits_mlp", [], args),
         "lm_tiny": bench("lm_tiny", "lm_tiny", [], args),
     }
-    device = jax.devices()[0]
     print(
         json.dumps(
             {
                 "benchmark": "input_pipeline",
                 "repeats": args.repeats,
                 "models": results,
-                "machine": {
-                    "nproc": os.cpu_count(),
-                    "usable_cpus": len(os.sched_getaffinity(0)),
-                    "load_average_1m_at_start": round(load_start, 2),
-                    "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-                    "python": platform.python_version(),
-                    "jax": jax.__version__,
-                    "grain": getattr(grain, "__version__", "?"),
-                    "device": f"{device.platform}:{device.device_kind}",
-                    "device_count": jax.device_count(),
-                },
+                "machine": machine_info(load_start, grain=getattr(grain, "__version__", "?")),
                 "wall_s": round(time.perf_counter() - t0, 1),
             },
             indent=2,

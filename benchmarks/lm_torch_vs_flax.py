@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -239,26 +238,10 @@ def _start(
 
 
 def _machine(load_start: float) -> dict[str, Any]:
-    # The same fields as benchmarks/overhead.py's "machine" (it has no helper to import).
-    import flax
-    import jax
     import jaxlib
-    import optax
+    from machine import machine_info
 
-    device = jax.devices()[0]
-    return {
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "load_average_1m_at_start": round(load_start, 2),
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "device": f"{device.platform}:{device.device_kind}",
-        "cpu_model": _cpu_model(),
-    }
+    return machine_info(load_start, jaxlib=jaxlib.__version__, cpu_model=_cpu_model())
 
 
 def _cpu_model() -> str | None:

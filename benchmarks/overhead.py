@@ -64,29 +64,21 @@ import itertools
 import json
 import logging
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
-import flax
-import flax.linen as nn
-import jax
-import jax.numpy as jnp
-import numpy as np
-import optax
-from hydra.utils import instantiate
+from hand_loop import hand_loop
+from machine import machine_info
 from omegaconf import OmegaConf
+from overhead_breakdown import breakdown
 
 import jaxfw
 from jaxfw import xla_flags
-from jaxfw.build import build_parts
 from jaxfw.data import load_dataset
-from jaxfw.tasks import LanguageModeling
 
 # Both loops run in this one process with the XLA:CPU flags a jaxfw run gets by default
 # (set before JAX starts its backend; the hand-written loop benefits from them alike).
@@ -104,185 +96,6 @@ JAXFW_OVERRIDES = [
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-# ------------------------------------------------------------ the hand-written loop
-def _classification_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    return optax.softmax_cross_entropy_with_integer_labels(logits, targets).mean()
-
-
-def _lm_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    vocab = logits.shape[-1]
-    return LanguageModeling(vocab).loss(logits, {"targets": targets})[0]
-
-
-def _hand_optimizer(cfg: Any) -> optax.GradientTransformation:
-    """AdamW on a warmup-cosine schedule, decay on >= 2-dim weights, optional clipping."""
-    opt, sched, steps = cfg.optimizer, cfg.schedule, cfg.trainer.steps
-    warmup = min(sched.warmup_steps, steps)
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, opt.lr, warmup, max(steps, warmup + 1), opt.lr * sched.final_lr_fraction
-    )
-    adamw = optax.adamw(
-        schedule,
-        b1=opt.b1,
-        b2=opt.b2,
-        eps=opt.eps,
-        weight_decay=opt.weight_decay,
-        mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params),
-    )
-    if opt.clip_grad_norm is None:
-        return adamw
-    return optax.chain(optax.clip_by_global_norm(opt.clip_grad_norm), adamw)
-
-
-def hand_step(cfg: Any, example: np.ndarray, num_classes: int, task: str) -> tuple[Any, tuple]:
-    """(jitted train step, initial state) of the minimal loop: `step(state, x, y)` ->
-    (state, loss), the state (params, opt_state, step) donated."""
-    model_cfg = OmegaConf.to_container(cfg.model)
-    model_cfg["num_outputs"] = num_classes
-    module: nn.Module = instantiate(model_cfg)
-    tx = _hand_optimizer(cfg)
-    loss_of = {"classification": _classification_loss, "lm": _lm_loss}[task]
-    init_key, dropout_key = jax.random.split(jax.random.key(cfg.seed))
-    params = nn.unbox(module.init(init_key, example))["params"]
-    state = (params, tx.init(params), jnp.zeros((), jnp.int32))
-
-    def train_step(state: tuple, x: jax.Array, y: jax.Array) -> tuple[tuple, jax.Array]:
-        params, opt_state, step = state
-        rng = jax.random.fold_in(dropout_key, step)
-
-        def loss_fn(p: Any) -> jax.Array:
-            logits = module.apply({"params": p}, x, train=True, rngs={"dropout": rng})
-            return loss_of(logits, y)
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state, step + 1), loss
-
-    return jax.jit(train_step, donate_argnums=0), state
-
-
-def hand_loop(cfg: Any, split: Any, num_classes: int, task: str) -> dict[str, float]:
-    """Train `cfg.trainer.steps` steps with a minimal jit loop; steady-state samples/s."""
-    steps, batch_size, log_every = cfg.trainer.steps, cfg.trainer.batch_size, cfg.trainer.log_every
-    inputs, targets = split.inputs, split.targets
-    step_fn, state = hand_step(cfg, inputs[:batch_size], num_classes, task)
-    rng = np.random.default_rng(cfg.seed)
-    per_epoch = len(targets) // batch_size
-    order = rng.permutation(len(targets))
-    losses, start = [], 0.0
-    for step in range(steps):
-        position = step % per_epoch
-        if position == 0 and step:
-            order = rng.permutation(len(targets))
-        rows = order[position * batch_size : (position + 1) * batch_size]
-        state, loss = step_fn(state, inputs[rows], targets[rows])
-        if (step + 1) % log_every == 0:
-            losses.append(float(loss))  # the only host sync
-            if step + 1 == log_every:  # compiled and warm: the measured window starts
-                start = time.perf_counter()
-    seconds = time.perf_counter() - start
-    if not np.isfinite(losses[-1]):
-        raise RuntimeError(f"hand-written loop diverged: loss {losses[-1]}")
-    return {"samples_per_s": (steps - log_every) * batch_size / seconds, "final_loss": losses[-1]}
-
-
-# ------------------------------------------------------- where the time per step goes
-def _per_call_us(fn: Any, calls: int, repeats: int = 5) -> float:
-    """Median over `repeats` of the mean wall time of one `fn()` call, in microseconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - start) / calls * 1e6)
-    return statistics.median(times)
-
-
-def _steps_us(step: Any, steps: int) -> tuple[float, float]:
-    """(wall, main-thread CPU) microseconds per step of `steps` calls of `step()`, which
-    dispatches one step and returns its outputs; at most 8 steps in flight (as the loop)."""
-    in_flight: deque = deque()
-    wall, cpu = time.perf_counter(), time.thread_time()
-    for _ in range(steps):
-        in_flight.append(step())
-        if len(in_flight) > 8:
-            jax.block_until_ready(in_flight.popleft())
-    jax.block_until_ready(in_flight[-1])
-    return (time.perf_counter() - wall) / steps * 1e6, (time.thread_time() - cpu) / steps * 1e6
-
-
-def breakdown(plain: Any, steps: int, repeats: int) -> dict[str, Any]:
-    """The pieces of a training step, timed apart on jaxfw's own parts (build_parts):
-    the compiled steps alone, the host -> device put, the config reads, the metric fetch at
-    log points and the Grain read, against what the hand-written loop does instead."""
-    parts = build_parts(plain)
-    batches = parts.train_batches(plain)
-    batch = next(batches)
-    device_batch = parts.put(batch)
-    state = [parts.init_state()]
-    step_fn, hand_state = hand_step(plain, batch["inputs"], parts.data.num_classes, plain.task.name)
-    hand = [hand_state]
-
-    def jaxfw_device() -> Any:  # the trainer's step on a batch already on the device
-        state[0], metrics = parts.steps.train(state[0], device_batch)
-        return metrics
-
-    def jaxfw_put() -> Any:  # the trainer's step after Parts.put (the prefetch path)
-        state[0], metrics = parts.steps.train(state[0], parts.put(batch))
-        return metrics
-
-    def jaxfw_numpy() -> Any:  # host arrays into the step, as jaxfw/loop.py does on CPU
-        state[0], metrics = parts.steps.train(state[0], parts.step_input(batch))
-        return metrics
-
-    def hand_device() -> Any:
-        hand[0], loss = step_fn(hand[0], device_batch["inputs"], device_batch["targets"])
-        return loss
-
-    def hand_numpy() -> Any:  # numpy arrays straight into the jitted step, as hand_loop
-        hand[0], loss = step_fn(hand[0], batch["inputs"], batch["targets"])
-        return loss
-
-    variants = {
-        "hand_step_device_batch": hand_device,
-        "hand_step_numpy_batch": hand_numpy,
-        "jaxfw_step_device_batch": jaxfw_device,
-        "jaxfw_step_with_put": jaxfw_put,
-        "jaxfw_step_numpy_batch": jaxfw_numpy,
-    }
-    for fn in variants.values():  # compile and warm
-        _steps_us(fn, 10)
-    wall: dict[str, list[float]] = {k: [] for k in variants}
-    cpu: dict[str, list[float]] = {k: [] for k in variants}
-    for _ in range(repeats):  # interleaved
-        for name, fn in variants.items():
-            w, c = _steps_us(fn, steps)
-            wall[name].append(w)
-            cpu[name].append(c)
-    log_every = plain.trainer.log_every
-    pending = [jaxfw_device() for _ in range(log_every)]
-    jax.block_until_ready(pending)
-    rows = np.random.default_rng(0).permutation(len(parts.data.train))[: len(batch["targets"])]
-    inputs, targets = parts.data.train.inputs, parts.data.train.targets
-
-    def us(fn: Any, calls: int = 1000) -> float:
-        return round(_per_call_us(fn, calls), 1)
-
-    return {
-        "what": "microseconds per step (medians); cpu = main Python thread's CPU time",
-        "steps_per_timing": steps,
-        "wall_us_per_step": {k: round(statistics.median(v), 1) for k, v in wall.items()},
-        "main_thread_cpu_us_per_step": {k: round(statistics.median(v), 1) for k, v in cpu.items()},
-        "parts_put_us": us(lambda: parts.put(batch)),
-        "jax_device_put_no_sharding_us": us(lambda: jax.device_put(batch)),
-        "grain_next_us": us(lambda: next(batches)),
-        "numpy_gather_us": us(lambda: (inputs[rows], targets[rows])),
-        # The loop's drain at a log point: every pending step's metrics to the host.
-        "device_get_metrics_of_log_interval_us": us(lambda: jax.device_get(pending), 5),
-        "device_get_metrics_log_interval_steps": log_every,
-    }
 
 
 # ------------------------------------------------------------------ jaxfw's trainer
@@ -420,7 +233,6 @@ def main() -> None:
             for name, recipe, overrides, pairs, steps, variants in models
             if pairs > 0  # --lm-pairs 0 / --digits-pairs 0: leave that model out
         }
-    device = jax.devices()[0]
     print(
         json.dumps(
             {
@@ -428,19 +240,7 @@ def main() -> None:
                 "pairs": {"digits_mlp": args.digits_pairs, "lm_tiny": args.lm_pairs},
                 "target_ratio": TARGET_RATIO,
                 "models": results,
-                "machine": {
-                    "nproc": os.cpu_count(),
-                    "usable_cpus": len(os.sched_getaffinity(0)),
-                    "load_average_1m_at_start": round(load_start, 2),
-                    "load_average_1m_at_end": round(os.getloadavg()[0], 2),
-                    "python": platform.python_version(),
-                    "jax": jax.__version__,
-                    "flax": flax.__version__,
-                    "optax": optax.__version__,
-                    "device": f"{device.platform}:{device.device_kind}",
-                    "device_count": jax.device_count(),
-                    "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                },
+                "machine": machine_info(load_start),
                 "wall_s": round(time.perf_counter() - t0, 1),
             },
             indent=2,
