@@ -120,7 +120,7 @@ def _flax_step(plain: Any, batches: list[dict]) -> tuple[Any, Any]:
     import jax
     import jax.numpy as jnp
     import optax
-    from overhead import _classification_loss, _hand_optimizer
+    from hand_loop import _classification_loss, _hand_optimizer
 
     model = _straightforward_model(_settings(plain))
     tx = _hand_optimizer(plain)
