@@ -555,3 +555,15 @@ def test_stats_on_batch_sharded_arrays_equal_unsharded():
         check=False,
     )
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (4, 5, 256), (1, 1)])
+def test_first_argmax_is_argmax_ties_included(shape):
+    """The cheaper argmax the tasks use picks the same (first) index as jnp.argmax, also
+    where several entries share the maximum."""
+    from jaxfw.metrics.stats import first_argmax
+
+    rng = np.random.default_rng(sum(shape))
+    for values in (rng.normal(size=shape), rng.integers(-2, 3, size=shape).astype(float)):
+        values = jax.numpy.asarray(values, np.float32)
+        np.testing.assert_array_equal(first_argmax(values), jax.numpy.argmax(values, axis=-1))

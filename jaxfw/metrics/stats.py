@@ -43,6 +43,15 @@ def _count(flags: jax.Array) -> jax.Array:
     return flags.sum(dtype=jnp.int32)
 
 
+def first_argmax(values: jax.Array) -> jax.Array:
+    """`jnp.argmax(values, -1)` (the first index of the maximum, ties included) for finite
+    values, as two plain reductions: XLA:CPU runs argmax's paired (value, index) reduction
+    ~4x slower, ~1.4 ms of lm_tiny's ~90 ms train step on 2 cores."""
+    index = jax.lax.broadcasted_iota(jnp.int32, values.shape, values.ndim - 1)
+    is_top = values == values.max(axis=-1, keepdims=True)
+    return jnp.min(jnp.where(is_top, index, values.shape[-1]), axis=-1)
+
+
 def _at_target(values: jax.Array, targets: jax.Array) -> jax.Array:
     """values[..., target] for every row (or token)."""
     return jnp.take_along_axis(values, targets[..., None], axis=-1)[..., 0]
@@ -59,7 +68,7 @@ def _nll_and_confidence(
     correct prediction, where log_softmax's l_t - logsumexp(l) would lose digits
     (a loss of 1e-4 from logits of size 10 would keep only two or three digits).
     """
-    predicted = jnp.argmax(logits, axis=-1)
+    predicted = first_argmax(logits)
     top = jnp.max(logits, axis=-1)
     is_top = jnp.arange(logits.shape[-1]) == predicted[..., None]
     rest = jnp.where(is_top, 0.0, jnp.exp(logits - top[..., None])).sum(axis=-1)

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxfw.metrics import ScoreAccumulator, classification_metrics, classification_stats
+from jaxfw.metrics.stats import first_argmax
 
 Batch = dict[str, jax.Array]
 
@@ -33,7 +34,7 @@ class Classification:
         labels = optax.smooth_labels(labels, self.label_smoothing)
         per_example = optax.softmax_cross_entropy(logits.astype(jnp.float32), labels)
         count = jnp.maximum(mask.sum(), 1.0)
-        correct = (jnp.argmax(logits, -1) == batch["targets"]) * mask
+        correct = (first_argmax(logits) == batch["targets"]) * mask
         return (per_example * mask).sum() / count, {"accuracy": correct.sum() / count}
 
     def stats(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
@@ -51,4 +52,4 @@ class Classification:
         return {"loss": metrics["log_loss"], **metrics}
 
     def predict(self, logits: jax.Array) -> jax.Array:
-        return jnp.argmax(logits, -1)
+        return first_argmax(logits)

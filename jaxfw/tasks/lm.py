@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxfw.metrics import ScoreAccumulator, lm_metrics, lm_stats
+from jaxfw.metrics.stats import first_argmax
 
 Batch = dict[str, jax.Array]
 
@@ -36,7 +37,7 @@ class LanguageModeling:
             logits.astype(jnp.float32), batch["targets"]
         )
         count = jnp.maximum(mask.sum(), 1.0)
-        correct = (jnp.argmax(logits, -1) == batch["targets"]) * mask
+        correct = (first_argmax(logits) == batch["targets"]) * mask
         return (per_token * mask).sum() / count, {"accuracy": correct.sum() / count}
 
     def stats(self, logits: jax.Array, batch: Batch) -> dict[str, jax.Array]:
@@ -50,4 +51,4 @@ class LanguageModeling:
         return {"loss": metrics["log_loss"], **metrics}
 
     def predict(self, logits: jax.Array) -> jax.Array:
-        return jnp.argmax(logits, -1)
+        return first_argmax(logits)
