@@ -4,13 +4,14 @@ For the digits split (digits_mlp recipe, batch 128) and the lm_tiny text split (
 windows of 128 tokens, batch 16), both from `jaxfw.data.load_dataset` with the recipe's
 config (`build_parts`, the trainer's own setup, which calls `load_dataset`):
 
-- `loader`: jaxfw's Grain training iterator (`jaxfw.data.train_iterator`, what the trainer
-  reads every step) drained as fast as possible: examples/s, batches/s, and its cost per
-  batch in microseconds (from the timed blocks; plus the median, p99 and max of single
-  `next()` calls, timed one by one: the max is usually an epoch's first batch, which draws
-  that epoch's permutation);
-- `loader_and_put`: the same plus `Parts.put` (the host -> device transfer the loop does
-  for every batch), examples/s and microseconds per batch;
+- `loader`: jaxfw's training batches (`jaxfw.data.train_batches`: Grain's MapDataset read
+  by index, what the trainer reads every step) drained as fast as possible: examples/s,
+  batches/s, and its cost per batch in microseconds (from the timed blocks; plus the
+  median, p99 and max of single `next()` calls, timed one by one: the max is usually an
+  epoch's first batch, which draws that epoch's permutation);
+- `loader_and_put`: the same plus `Parts.put` (the host -> device transfer that
+  `trainer.prefetch` does; without it the loop hands host arrays to the jitted step),
+  examples/s and microseconds per batch;
 - `numpy_gather_us_per_batch`: for scale, the same batches gathered with one numpy fancy
   index each, without Grain (what a hand-written loop pays);
 - `step`: the trainer's own compiled train step (`build_parts(cfg).steps.train`, state
@@ -51,7 +52,7 @@ from machine import machine_info
 
 import jaxfw
 from jaxfw.build import build_parts, resolve_config
-from jaxfw.data import train_iterator
+from jaxfw.data import train_batches
 
 NUM_DEVICE_BATCHES = 8
 MAX_IN_FLIGHT = 8  # jaxfw/loop.py's MAX_STEPS_IN_FLIGHT
@@ -123,10 +124,10 @@ def bench(name: str, recipe: str, overrides: list[str], args: argparse.Namespace
     loader_batches = args.loader_batches
     steps = args.lm_steps if cfg.task.name == "lm" else args.digits_steps
 
-    iterator = train_iterator(split, batch_size, seed)
+    iterator = train_batches(split, batch_size, seed)
     for _ in range(10):
         next(iterator)  # warm: the first epoch's permutation, Grain's first calls
-    feed = train_iterator(split, batch_size, seed + 1)  # the step's pre-built batches
+    feed = train_batches(split, batch_size, seed + 1)  # the step's pre-built batches
     device_batches = [parts.put(next(feed)) for _ in range(NUM_DEVICE_BATCHES)]
     state = parts.init_state()
     compile_start = time.perf_counter()
