@@ -3,8 +3,10 @@
 import json
 
 import numpy as np
+import pytest
 
 import jaxfw
+from jaxfw.errors import UserError
 
 SHORT = [
     "trainer.steps=30",
@@ -66,3 +68,9 @@ def test_generate_with_the_kv_cache_matches_full_forward_passes(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("def ") and len(proc.stdout.encode()) >= 30
+
+
+def test_unknown_attention_implementation_is_one_sentence(tmp_path):
+    cfg = jaxfw.compose("lm_tiny", [*SHORT, "model.attention=fast"])
+    with pytest.raises(UserError, match=r"^model.attention='fast' is not allowed; use auto"):
+        jaxfw.train(cfg, run_dir=tmp_path / "run")
