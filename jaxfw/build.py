@@ -126,7 +126,7 @@ class Parts:
         sharding_ = self.batch_sharding
         if stacked:
             sharding_ = sharding.stacked_batch_sharding(sharding_)
-        if jax.process_count() == 1:
+        if self.single_process:
             return sharding.put_batch(local_batch, sharding_)
         return {
             key: jax.make_array_from_process_local_data(sharding_, value)

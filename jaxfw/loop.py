@@ -108,14 +108,15 @@ class Loop:
         in_flight: deque[jax.Array] = deque()
         last_log_time, last_log_step = None, start_step
         start = time.perf_counter()
-        step = start_step
+        step, length = start_step, self._call_length(start_step)
         with PreemptionWatch() as preemption:
             while step < tc.steps:
                 # One compiled call trains steps first..step (one step unless
-                # trainer.steps_per_execution > 1).
-                first, step = step + 1, step + self._call_length(step)
-                upcoming = self._call_length(step) if step < tc.steps else 0
-                hosts, batch = self.feed.take(step - first + 1, upcoming)
+                # trainer.steps_per_execution > 1); the next call's length is known now,
+                # for the feed to prefetch it.
+                first, step = step + 1, step + length
+                length = self._call_length(step) if step < tc.steps else 0
+                hosts, batch = self.feed.take(step - first + 1, length)
                 batch = self._fault_drill(first, hosts, batch)
                 for offset, host in enumerate(hosts):
                     self.outputs.log_batch(first + offset, host)
@@ -262,7 +263,7 @@ class Loop:
             return {}
         steps, columns = self._fetch(pending)
         bad_steps = self._raise_if_nonfinite(steps, columns)
-        bad = columns["nonfinite"] > 0
+        bad = np.isin(steps, bad_steps)
         if bad_steps:
             self.carry.skipped_steps += len(bad_steps)
             self.progress.message(f"skipped non-finite step(s) {bad_steps}")
