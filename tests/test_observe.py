@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing import plugin_event_accumulator as pea
 from tensorboard.util import tensor_util
 
@@ -92,7 +93,20 @@ def test_tensorboard_scalars_text_and_histogram_read_back(tmp_path: Path) -> Non
     assert acc.SummaryMetadata("params/w").plugin_data.plugin_name == "histograms"
 
     # One event file per writer: scalars and text share it.
-    assert len(list(logdir.glob("events.out.tfevents.*"))) == 1
+    (event_file,) = logdir.glob("events.out.tfevents.*")
+    # Each write() is one event holding all its scalars (one queue hand-off and one
+    # record per log point, not one per metric).
+    scalar_events = [
+        [value.tag for value in event.summary.value]
+        for event in event_file_loader.EventFileLoader(str(event_file)).Load()
+        if event.summary.value
+        and event.summary.value[0].metadata.plugin_data.plugin_name == "scalars"
+    ]
+    assert scalar_events == [
+        ["train/loss", "train/lr"],
+        ["train/loss", "eval/accuracy"],
+        ["train/loss"],
+    ]
 
 
 def test_tensorboard_writer_refuses_writes_after_close(tmp_path: Path) -> None:

@@ -16,8 +16,15 @@ from types import TracebackType
 from typing import IO, Any, Protocol, Self, runtime_checkable
 
 import numpy as np
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat.proto import (
+    event_pb2,
+    summary_pb2,
+    tensor_pb2,
+    tensor_shape_pb2,
+    types_pb2,
+)
 from tensorboard.plugins.histogram.summary_v2 import histogram_pb
+from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.plugins.text.summary_v2 import text_pb
 from tensorboard.summary import Output, Writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
@@ -36,6 +43,12 @@ __all__ = [
 # Keys every jsonl record carries; a metric with one of these names would silently
 # overwrite them, so it is refused instead.
 _RESERVED_KEYS = frozenset({"step", "time"})
+
+# What tensorboard.summary.Writer.add_scalar attaches to every scalar value.
+_SCALAR_METADATA = summary_pb2.SummaryMetadata(
+    plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=scalar_metadata.PLUGIN_NAME),
+    data_class=summary_pb2.DataClass.DATA_CLASS_SCALAR,
+)
 
 
 @runtime_checkable
@@ -202,6 +215,24 @@ class _EventFileOutput(Output):
         summary.value.add(tag=tag, tensor=tensor_util.make_tensor_proto(data), metadata=metadata)
         self.emit_summary(summary, int(step), wall_time)
 
+    def emit_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
+        """All of a step's scalars as ONE event (a Summary with one value per tag, the
+        same value protos `emit_scalar` writes). One event per log point instead of one
+        per metric: each event is a queue hand-off to the writer thread plus a CRC in
+        Python, ~95 us a metric on a 2-core CPU against ~10 us in one event."""
+        summary = summary_pb2.Summary()
+        for tag, value in scalars.items():
+            summary.value.add(
+                tag=tag,
+                tensor=tensor_pb2.TensorProto(
+                    dtype=types_pb2.DT_FLOAT,
+                    tensor_shape=tensor_shape_pb2.TensorShapeProto(),
+                    float_val=[float(value)],
+                ),
+                metadata=_SCALAR_METADATA,
+            )
+        self.emit_summary(summary, step)
+
     def emit_summary(self, summary: Any, step: int, wall_time: float | None = None) -> None:
         event = event_pb2.Event(
             wall_time=time.time() if wall_time is None else wall_time,
@@ -229,7 +260,7 @@ class _EventFileOutput(Output):
 class TensorBoardWriter(_ContextManager):
     """Writes TensorBoard event files under `logdir`, without TensorFlow.
 
-    Scalars go through `tensorboard.summary.Writer`; text (e.g. the resolved config)
+    A log point's scalars go out as one event of the scalars plugin; text (e.g. the resolved config)
     and histograms are written as the text/histogram plugins' protos. Event files
     are flushed every `flush_secs` by TensorBoard's background thread and on
     `flush()`/`close()`.
@@ -244,8 +275,8 @@ class TensorBoardWriter(_ContextManager):
 
     def write(self, step: int, metrics: Mapping[str, float]) -> None:
         self._check_open()
-        for name, value in metrics.items():
-            self._writer.add_scalar(name, float(value), int(step))
+        if metrics:
+            self._output.emit_scalars(int(step), metrics)
 
     def mark_start(self, step: int) -> None:
         """Declare that the run (re)starts at `step`. TensorBoard treats the first such
