@@ -185,7 +185,7 @@ class Checkpointer:
                     candidate, self.directory, reason,
                 )  # fmt: skip
                 continue
-            return candidate, restored.state, dict(restored.meta)
+            return candidate, raw_keys(restored.state), dict(restored.meta)
         raise NoCheckpoint(
             f"No readable checkpoint in {self.directory} (tried steps {candidates}; last error: "
             f"{reason})."
@@ -206,7 +206,22 @@ class Checkpointer:
         restored = self._manager.restore(
             step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
         )
-        return restored.state
+        return raw_keys(restored.state)
+
+
+def _is_typed_key(leaf: Any) -> bool:
+    return isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def raw_keys(state: Any) -> Any:
+    """`state` with every typed PRNG key replaced by its raw data. TrainState.rng is kept
+    raw (see jaxfw.state); checkpoints written before it was saved it as a typed key, which
+    Orbax gives back typed whatever the restore target says: they still resume."""
+    return jax.tree.map(
+        lambda leaf: jax.random.key_data(leaf) if _is_typed_key(leaf) else leaf,
+        state,
+        is_leaf=_is_typed_key,
+    )
 
 
 def abstract_like(state: Any) -> Any:

@@ -93,12 +93,14 @@ class Loop:
     _peak: float | None = None
     settings: Any = field(init=False, default=None)  # `cfg` as plain attributes
     _processes: int = field(init=False, default=1)
+    _host_is_device: bool = field(init=False, default=False)  # the CPU backend
 
     def __post_init__(self) -> None:
         # The loop reads its settings every step: plain attributes cost ~0.1 us where
         # an OmegaConf lookup costs ~16 us (a tenth of a small model's step).
         self.settings = _plain(OmegaConf.to_container(self.cfg, resolve=True))
         self._processes = jax.process_count()
+        self._host_is_device = jax.default_backend() == "cpu"
 
     def run(self, state: TrainState, start_step: int) -> tuple[TrainState, str]:
         """Train from `start_step` to trainer.steps; returns the state and the status
@@ -232,7 +234,14 @@ class Loop:
     def _fetch(self, pending: list[tuple[int, jax.Array]]) -> tuple[np.ndarray, dict]:
         """(step numbers, {metric: values}) of the pending calls: a host sync, one transfer
         per call (a fetched array keeps its host copy, so fetching again is free)."""
-        fetched = jax.device_get([metrics for _, metrics in pending])
+        arrays = [metrics for _, metrics in pending]
+        if self._host_is_device:
+            # CPU arrays are host memory already: `device_get` first starts an async copy
+            # of each (~20 us apiece: 2.4 ms for a log interval of 100 single-step calls,
+            # 2% of a digits_mlp step) where reading them directly takes 1 us apiece.
+            fetched = [np.asarray(metrics) for metrics in arrays]
+        else:  # all transfers started before the first wait
+            fetched = jax.device_get(arrays)
         rows = [np.atleast_2d(metrics) for metrics in fetched]  # [steps of the call, M]
         starts = [first for first, _ in pending]
         steps = np.concatenate(

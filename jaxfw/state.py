@@ -20,7 +20,10 @@ class TrainState:
     step: jax.Array  # number of optimizer steps taken
     params: Any
     opt_state: Any
-    rng: jax.Array  # base key; each step folds in its step number
+    # The base key's raw data (uint32; `jax.random.key_data`), each step folds in its step
+    # number. A typed key array is a pytree node flattened and rebuilt in Python at every
+    # call of the compiled step (~11 us a call, 1% of the default recipe's step on CPU).
+    rng: jax.Array
     model_state: dict[str, Any] = flax.struct.field(default_factory=dict)  # e.g. batch_stats
     ema_params: Any = None
 
@@ -37,7 +40,7 @@ def create_train_state(
         step=jnp.zeros((), jnp.int32),
         params=params,
         opt_state=tx.init(params),
-        rng=train_rng,
+        rng=jax.random.key_data(train_rng),
         model_state=variables,
     )
 

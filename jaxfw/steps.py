@@ -121,7 +121,7 @@ def make_train_step(
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
         # Folding the step into a fixed key makes the dropout noise of step k the same
         # whether or not the run was interrupted before it.
-        step_rng = jax.random.fold_in(state.rng, state.step)
+        step_rng = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
         compute = loss_and_grads if grad_accum == 1 else accumulated
         loss, aux, model_state, grads = compute(state.params, state.model_state, batch, step_rng)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)

@@ -201,6 +201,20 @@ def test_restored_iterator_continues_the_stream(tmp_path):
         np.testing.assert_array_equal(next(fresh)["inputs"], want)
 
 
+def test_a_typed_key_saved_by_earlier_versions_restores_as_raw_key_data(tmp_path):
+    # TrainState.rng is raw key data now; checkpoints from before held a typed key.
+    key = jax.random.key(3)
+    ckpt = Checkpointer(tmp_path / "ck", async_save=False)
+    ckpt.save(1, {**_tiny_state(), "rng": key}, _iterator(), {})
+    ckpt.close()
+    target = abstract_like({**_tiny_state(), "rng": jax.random.key_data(key)})
+    reader = Checkpointer(tmp_path / "ck", read_only=True)
+    _, restored, _ = reader.restore(target, _iterator())
+    assert restored["rng"].dtype == np.uint32
+    np.testing.assert_array_equal(restored["rng"], jax.random.key_data(key))
+    np.testing.assert_array_equal(reader.restore_state(target, 1)["rng"], jax.random.key_data(key))
+
+
 def test_every_seconds_triggers_saves_between_grid_steps(tmp_path):
     result = _train(
         tmp_path,
