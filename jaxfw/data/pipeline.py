@@ -53,7 +53,10 @@ class _EpochBatchGather:
         start = position * self._batch_size
         rows = self._permutation(epoch)[start : start + self._batch_size][self._rows]
         # take(axis=0): the same rows as inputs[rows] in half the time (~1.7 against ~3.3 us).
-        return {"inputs": self._inputs.take(rows, axis=0), "targets": self._targets.take(rows)}
+        return {
+            "inputs": self._inputs.take(rows, axis=0),
+            "targets": self._targets.take(rows, axis=0),
+        }
 
 
 def process_rows(batch_size: int, process_index: int, process_count: int) -> slice:
