@@ -49,9 +49,13 @@ def _hand_optimizer(cfg: Any) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(opt.clip_grad_norm), adamw)
 
 
-def hand_step(cfg: Any, example: np.ndarray, num_classes: int, task: str) -> tuple[Any, tuple]:
+def hand_step(
+    cfg: Any, example: np.ndarray, num_classes: int, task: str, steps_per_call: int = 1
+) -> tuple[Any, tuple]:
     """(jitted train step, initial state) of the minimal loop: `step(state, x, y)` ->
-    (state, loss), the state (params, opt_state, step) donated."""
+    (state, loss), the state (params, opt_state, step) donated. With `steps_per_call` K >
+    1, x and y hold K batches stacked and the step is a `lax.scan` of K steps (the loss of
+    the last one returned): the plainest way to run K steps per call in JAX."""
     model_cfg = OmegaConf.to_container(cfg.model)
     model_cfg["num_outputs"] = num_classes
     module: nn.Module = instantiate(model_cfg)
@@ -73,26 +77,47 @@ def hand_step(cfg: Any, example: np.ndarray, num_classes: int, task: str) -> tup
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state, step + 1), loss
 
-    return jax.jit(train_step, donate_argnums=0), state
+    if steps_per_call == 1:
+        return jax.jit(train_step, donate_argnums=0), state
+
+    def many_steps(state: tuple, xs: jax.Array, ys: jax.Array) -> tuple[tuple, jax.Array]:
+        state, losses = jax.lax.scan(lambda s, xy: train_step(s, *xy), state, (xs, ys))
+        return state, losses[-1]
+
+    return jax.jit(many_steps, donate_argnums=0), state
 
 
-def hand_loop(cfg: Any, split: Any, num_classes: int, task: str) -> dict[str, Any]:
+def hand_loop(
+    cfg: Any, split: Any, num_classes: int, task: str, steps_per_call: int = 1
+) -> dict[str, Any]:
     """Train `cfg.trainer.steps` steps with a minimal jit loop: steady-state samples/s over
     the whole window and per log interval (the loss is fetched, a host sync, every
-    `log_every` steps; the window starts at the first of these syncs)."""
+    `log_every` steps; the window starts at the first of these syncs). `steps_per_call`
+    K: K batches stacked per call of the scanned step (`log_every` a multiple of K)."""
     steps, batch_size, log_every = cfg.trainer.steps, cfg.trainer.batch_size, cfg.trainer.log_every
+    if log_every % steps_per_call or steps % steps_per_call:
+        raise ValueError(f"log_every {log_every} and steps {steps} must be multiples of K")
     inputs, targets = split.inputs, split.targets
-    step_fn, state = hand_step(cfg, inputs[:batch_size], num_classes, task)
+    step_fn, state = hand_step(cfg, inputs[:batch_size], num_classes, task, steps_per_call)
     rng = np.random.default_rng(cfg.seed)
     per_epoch = len(targets) // batch_size
     order = rng.permutation(len(targets))
     losses, sync_times = [], []
+    xs, ys = [], []
     for step in range(steps):
         position = step % per_epoch
         if position == 0 and step:
             order = rng.permutation(len(targets))
         rows = order[position * batch_size : (position + 1) * batch_size]
-        state, loss = step_fn(state, inputs[rows], targets[rows])
+        if steps_per_call == 1:
+            state, loss = step_fn(state, inputs[rows], targets[rows])
+        else:
+            xs.append(inputs[rows])
+            ys.append(targets[rows])
+            if len(xs) < steps_per_call:
+                continue
+            state, loss = step_fn(state, np.stack(xs), np.stack(ys))
+            xs, ys = [], []
         if (step + 1) % log_every == 0:
             losses.append(float(loss))  # the only host sync
             sync_times.append(time.perf_counter())  # the first one: compiled and warm

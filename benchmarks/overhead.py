@@ -29,14 +29,20 @@ Runs interleave hand/jaxfw(/variants), hand/jaxfw, ... for
 
 - `digits_mlp`: the default recipe (MLP 256-256 with dropout 0.1, AdamW, warmup-cosine,
   batch 128), `--digits-steps` (default 2000) with its `log_every` of 100,
-  `--digits-pairs` (default 5), plus jaxfw with `trainer.steps_per_execution=16` and
-  `log_every=128` (every call 16 steps long) in every round;
+  `--digits-pairs` (default 5), plus in every round jaxfw with
+  `trainer.steps_per_execution=16` and `log_every=128` (every call 16 steps long), and
+  `hand_scan_16`: the hand-written step inside a `lax.scan` of 16 steps per call, the
+  plainest JAX way to amortise a call over 16 steps, hence the ceiling for K=16 here;
 - `digits_mlp_batch16`: the same at batch 16 and twice the steps, with the same variants:
   a step small enough for the host's per-call work to show;
+- `host_bound_mlp`: the same recipe shrunk until its compute is next to nothing (one
+  hidden layer of 8, batch 8), `--host-steps` (default 4000), `--host-pairs` (default 3),
+  with the same variants: each step takes what the host's work per step takes, so
+  `overhead_us_per_step` is what jaxfw's loop adds to a step over the hand-written one;
 - `lm_tiny`: the lm_tiny recipe (`jaxfw.models.Transformer` per conf/model/transformer.yaml,
   batch 16 x 128 tokens, AdamW + clipping; the hand-written loss is
-  `jaxfw.tasks.LanguageModeling.loss`), `--lm-steps` (default 60) with `--lm-log-every`
-  (default 15), `--lm-pairs` (default 3). Only to keep the run's end short (every run
+  `jaxfw.tasks.LanguageModeling.loss`), `--lm-steps` (default 120) with `--lm-log-every`
+  (default 10), `--lm-pairs` (default 5). Only to keep the run's end short (every run
   evaluates its last step on the validation split and scores the test split), the
   held-out splits are cut to 0.2% each (`data.val_fraction` / `data.test_fraction`);
   both loops train on the same train split.
@@ -54,8 +60,8 @@ call: `Parts.put`, a Grain `next()` against a numpy gather, and fetching a log i
 metrics as unpacked dicts (`jax.device_get` of `log_every` steps' metric dicts: what the
 loop did before it packed each call's metrics into one vector).
 
-    .venv/bin/python benchmarks/overhead.py               # ~1.5-2.5 min on a 2-core CPU
-    .venv/bin/python benchmarks/overhead.py --digits-pairs 9 --lm-pairs 5   # steadier, ~4 min
+    .venv/bin/python benchmarks/overhead.py               # ~7 min on a 2-core CPU
+    .venv/bin/python benchmarks/overhead.py --lm-pairs 0 --breakdown-steps 0  # ~4 min
 
 Prints one JSON object on stdout (progress on stderr).
 """
@@ -71,6 +77,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +133,21 @@ def jaxfw_run(recipe: str, overrides: list[str], root: Path, tag: str) -> dict[s
 
 
 # --------------------------------------------------------------------- one model
+@dataclass(frozen=True)
+class Variant:
+    """An extra loop run in every round: jaxfw's trainer, or the hand-written loop with
+    `steps_per_call` steps scanned per call, with its own config overrides."""
+
+    loop: str  # "jaxfw" or "hand"
+    overrides: tuple[str, ...]
+    steps_per_call: int = 1
+
+
+def _plain(recipe: str, overrides: list[str]) -> Any:
+    cfg = jaxfw.compose(recipe, [*overrides, *JAXFW_OVERRIDES])
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+
+
 def bench_model(
     name: str,
     recipe: str,
@@ -133,24 +155,29 @@ def bench_model(
     pairs: int,
     root: Path,
     breakdown_steps: int,
-    variants: dict[str, list[str]] | None = None,
+    variants: dict[str, Variant] | None = None,
 ) -> dict:
-    """hand / jaxfw (/ each extra jaxfw variant: its own overrides) interleaved `pairs`
-    times; every ratio is a variant over the hand-written loop of the same round."""
-    cfg = jaxfw.compose(recipe, [*overrides, *JAXFW_OVERRIDES])
-    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    """hand / jaxfw (/ each extra variant) interleaved `pairs` times; every ratio is a
+    loop over the hand-written single-step loop of the same round."""
+    plain = _plain(recipe, overrides)
     data = load_dataset(plain.data, plain.seed)  # the same in-memory arrays jaxfw trains on
     task = plain.task.name
-    jaxfw_variants = {"jaxfw": [], **(variants or {})}
-    runs: dict[str, list[dict[str, float]]] = {"hand": [], **{k: [] for k in jaxfw_variants}}
+    loops = {"jaxfw": Variant("jaxfw", ()), **(variants or {})}
+    runs: dict[str, list[dict[str, Any]]] = {"hand": [], **{k: [] for k in loops}}
     for i in range(pairs):  # A/B/A/B: load drifting on a shared machine hits all alike
         runs["hand"].append(hand_loop(plain, data.train, data.num_classes, task))
         _log(f"# {name} hand  #{i}: {runs['hand'][-1]}")
-        for variant, extra in jaxfw_variants.items():
-            runs[variant].append(
-                jaxfw_run(recipe, [*overrides, *extra], root, f"{name}-{variant}-{i}")
-            )
-            _log(f"# {name} {variant} #{i}: {runs[variant][-1]}")
+        for variant, loop in loops.items():
+            extra = [*overrides, *loop.overrides]
+            if loop.loop == "jaxfw":
+                result = jaxfw_run(recipe, extra, root, f"{name}-{variant}-{i}")
+            else:
+                hand_cfg = _plain(recipe, extra)
+                result = hand_loop(
+                    hand_cfg, data.train, data.num_classes, task, loop.steps_per_call
+                )
+            runs[variant].append(result)
+            _log(f"# {name} {variant} #{i}: {result}")
     # A run's rate is the median of its log intervals' rates: a burst of load from another
     # tenant of this shared machine slows one interval, not the run's figure.
     rates = {
@@ -184,10 +211,12 @@ def bench_model(
             for a, b, r in zip(runs["hand"], runs["jaxfw"], paired, strict=True)
         ],
     }
-    for variant, extra in (variants or {}).items():
+    for variant, loop in (variants or {}).items():
         ratios = [b / a for a, b in zip(rates["hand"], rates[variant], strict=True)]
         out[variant] = {
-            "overrides": extra,
+            "loop": loop.loop,
+            "overrides": list(loop.overrides),
+            "steps_per_call": loop.steps_per_call,
             "samples_per_s": round(statistics.median(rates[variant]), 1),
             "ratio_to_hand": round(statistics.median(ratios), 4),  # median over rounds
             "per_round_ratio_to_hand": [round(r, 4) for r in ratios],
@@ -206,18 +235,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--digits-pairs", type=int, default=5, help="hand/jaxfw repetitions")
     parser.add_argument("--digits-steps", type=int, default=2000)
-    parser.add_argument("--lm-pairs", type=int, default=3)
-    parser.add_argument("--lm-steps", type=int, default=60)
-    parser.add_argument("--lm-log-every", type=int, default=15)
+    parser.add_argument("--host-pairs", type=int, default=3)
+    parser.add_argument("--host-steps", type=int, default=4000)
+    parser.add_argument("--lm-pairs", type=int, default=5)
+    parser.add_argument("--lm-steps", type=int, default=120)
+    parser.add_argument("--lm-log-every", type=int, default=10)
     parser.add_argument(
         "--breakdown-steps", type=int, default=300, help="digits steps per breakdown timing; 0: off"
     )
     args = parser.parse_args()
     logging.getLogger("jaxfw").setLevel(logging.ERROR)  # data findings (constant columns)
     # K=16 steps per call, logging every 128 steps: every call is 16 long (a shorter one
-    # would be compiled inside the measured window).
+    # would be compiled inside the measured window). The hand-written loop scanning 16 steps
+    # per call is the ceiling of what K steps per call can give on this machine.
+    every_128 = "trainer.log_every=128"
     spe = {
-        "jaxfw_steps_per_execution_16": ["trainer.steps_per_execution=16", "trainer.log_every=128"]
+        "jaxfw_steps_per_execution_16": Variant(
+            "jaxfw", ("trainer.steps_per_execution=16", every_128)
+        ),
+        "hand_scan_16": Variant("hand", (every_128,), steps_per_call=16),
     }
     models = [
         ("digits_mlp", "digits_mlp", [f"trainer.steps={args.digits_steps}"],
@@ -227,6 +263,12 @@ def main() -> None:
         ("digits_mlp_batch16", "digits_mlp", [
             f"trainer.steps={args.digits_steps * 2}", "trainer.batch_size=16",
         ], args.digits_pairs, 0, spe),
+        # A model whose compute is next to nothing (one hidden layer of 8, batch 8): each
+        # step's time is the host's work per step, so the difference between the loops is
+        # what jaxfw's loop adds per step (`overhead_us_per_step`).
+        ("host_bound_mlp", "digits_mlp", [
+            f"trainer.steps={args.host_steps}", "trainer.batch_size=8", "model.hidden=[8]",
+        ], args.host_pairs, 0, spe),
         ("lm_tiny", "lm_tiny", [
             f"trainer.steps={args.lm_steps}",
             f"trainer.log_every={args.lm_log_every}",
@@ -246,7 +288,11 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "overhead",
-                "pairs": {"digits_mlp": args.digits_pairs, "lm_tiny": args.lm_pairs},
+                "pairs": {
+                    "digits_mlp": args.digits_pairs,
+                    "host_bound_mlp": args.host_pairs,
+                    "lm_tiny": args.lm_pairs,
+                },
                 "target_ratio": TARGET_RATIO,
                 "models": results,
                 "machine": machine_info(load_start),
