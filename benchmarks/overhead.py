@@ -25,7 +25,7 @@ in `per_pair` divides total samples by total time instead.
 Both loops run in this one process with jaxfw's default XLA:CPU flags (`jaxfw.xla_flags`,
 set before JAX starts; recorded in the JSON's `machine.xla_flags`).
 
-Runs interleave hand/jaxfw(/variants), hand/jaxfw, ... for
+Runs interleave hand/jaxfw(/variants), every other round in reverse order, for
 
 - `digits_mlp`: the default recipe (MLP 256-256 with dropout 0.1, AdamW, warmup-cosine,
   batch 128), `--digits-steps` (default 2000) with its `log_every` of 100,
@@ -162,12 +162,14 @@ def bench_model(
     plain = _plain(recipe, overrides)
     data = load_dataset(plain.data, plain.seed)  # the same in-memory arrays jaxfw trains on
     task = plain.task.name
-    loops = {"jaxfw": Variant("jaxfw", ()), **(variants or {})}
-    runs: dict[str, list[dict[str, Any]]] = {"hand": [], **{k: [] for k in loops}}
-    for i in range(pairs):  # A/B/A/B: load drifting on a shared machine hits all alike
-        runs["hand"].append(hand_loop(plain, data.train, data.num_classes, task))
-        _log(f"# {name} hand  #{i}: {runs['hand'][-1]}")
-        for variant, loop in loops.items():
+    loops = {"hand": Variant("hand", ()), "jaxfw": Variant("jaxfw", ()), **(variants or {})}
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in loops}
+    for i in range(pairs):
+        # Interleaved, and every other round in reverse order (A B C, C B A, ...): load
+        # drifting on a shared machine, or a loop running better first or second, hits
+        # all loops alike.
+        order = list(loops.items()) if i % 2 == 0 else list(reversed(loops.items()))
+        for variant, loop in order:
             extra = [*overrides, *loop.overrides]
             if loop.loop == "jaxfw":
                 result = jaxfw_run(recipe, extra, root, f"{name}-{variant}-{i}")
