@@ -4,11 +4,12 @@ For the digits split (digits_mlp recipe, batch 128) and the lm_tiny text split (
 windows of 128 tokens, batch 16), both from `jaxfw.data.load_dataset` with the recipe's
 config (`build_parts`, the trainer's own setup, which calls `load_dataset`):
 
-- `loader`: jaxfw's training batches (`jaxfw.data.train_batches`: Grain's MapDataset read
-  by index, what the trainer reads every step) drained as fast as possible: examples/s,
-  batches/s, and its cost per batch in microseconds (from the timed blocks; plus the
-  median, p99 and max of single `next()` calls, timed one by one: the max is usually an
-  epoch's first batch, which draws that epoch's permutation);
+- `loader`: jaxfw's training batches (`jaxfw.data.train_batches`: batch i of the Grain
+  MapDataset's stream built straight from its index, what the trainer reads every step)
+  drained as fast as possible: examples/s, batches/s, and its cost per batch in
+  microseconds (from the timed blocks; plus the median, p99 and max of single `next()`
+  calls, timed one by one: the max is usually an epoch's first batch, which draws that
+  epoch's permutation);
 - `loader_and_put`: the same plus `Parts.put` (the host -> device transfer that
   `trainer.prefetch` does; without it the loop hands host arrays to the jitted step),
   examples/s and microseconds per batch;

@@ -56,7 +56,7 @@ per step implied by the medians); per variant, `ratio_to_hand` (median over roun
 jaxfw's own `build_parts`: the trainer's compiled step and the hand-written one on the same
 device batch, on a numpy batch (what the loop passes on CPU) and after `Parts.put` (the
 prefetch path) (wall and main-thread CPU time per step, interleaved, medians of 5), and per
-call: `Parts.put`, a Grain `next()` against a numpy gather, and fetching a log interval's
+call: `Parts.put`, a `train_batches` `next()` against a numpy gather, and fetching a log interval's
 metrics as unpacked dicts (`jax.device_get` of `log_every` steps' metric dicts: what the
 loop did before it packed each call's metrics into one vector).
 

@@ -42,7 +42,7 @@ def _steps_us(step: Any, steps: int) -> tuple[float, float]:
 def breakdown(plain: Any, steps: int, repeats: int) -> dict[str, Any]:
     """The pieces of a training step, timed apart on jaxfw's own parts (build_parts):
     the compiled steps alone, the host -> device put, the config reads, the metric fetch at
-    log points and the Grain read, against what the hand-written loop does instead."""
+    log points and the batch read, against what the hand-written loop does instead."""
     parts = build_parts(plain)
     batches = parts.train_batches(plain)
     batch = next(batches)
@@ -103,7 +103,7 @@ def breakdown(plain: Any, steps: int, repeats: int) -> dict[str, Any]:
         "main_thread_cpu_us_per_step": {k: round(statistics.median(v), 1) for k, v in cpu.items()},
         "parts_put_us": us(lambda: parts.put(batch)),
         "jax_device_put_no_sharding_us": us(lambda: jax.device_put(batch)),
-        "grain_next_us": us(lambda: next(batches)),
+        "train_batches_next_us": us(lambda: next(batches)),  # jaxfw.data.train_batches
         "numpy_gather_us": us(lambda: (inputs[rows], targets[rows])),
         # The loop's drain at a log point: every pending step's metrics to the host.
         "device_get_metrics_of_log_interval_us": us(lambda: jax.device_get(pending), 5),
