@@ -79,7 +79,9 @@ def test_two_composes_in_the_same_second_get_distinct_run_dirs():
         (["trainer.progress=loud"], ["'loud'", "'trainer.progress'", "auto, bar, log, off"]),
         (["model.widht=3"], ["'model.widht'", "+model.widht"]),
         (["trainer.steps=1,2"], ["'trainer.steps=1,2'", "-m"]),
-        (["trainer.steps=="], ["trainer.steps=="]),
+        (["trainer.steps=="], ["override 'trainer.steps=='", "key=value"]),
+        (["3"], ["override '3'", "key=value", "group=option"]),
+        (["trainer steps=3"], ["override 'trainer steps=3'", "one per argument"]),
     ],
 )
 def test_composition_mistakes_are_one_sentence(overrides, expected):

@@ -92,9 +92,12 @@ def translate_config_error(exc: BaseException) -> UserError:
         if isinstance(cause, MissingConfigException):
             return _missing_option(cause)
         if isinstance(cause, OverrideParseException):
-            lines = str(cause).strip().splitlines()
-            detail = f": {lines[1]}" if len(lines) > 1 else ""
-            return UserError(f"{lines[0]}{detail} (syntax: key=value, group=option).")
+            # Hydra's own text is the grammar's lexer state (e.g. "LexerNoViableAltException:
+            # 3: ^"): naming the override and the two forms says more.
+            return UserError(
+                f"Cannot read the override '{cause.override}': write key=value (e.g. "
+                "trainer.steps=500) or group=option (e.g. model=cnn), one per argument."
+            )
         if isinstance(cause, ConfigKeyError | ConfigAttributeError) and cause.full_key:
             return _unknown_key(cause)
         if isinstance(cause, ValidationError) and cause.full_key:
