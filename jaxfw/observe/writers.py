@@ -261,8 +261,8 @@ class TensorBoardWriter(_ContextManager):
     """Writes TensorBoard event files under `logdir`, without TensorFlow.
 
     A log point's scalars go out as one event of the scalars plugin; text (e.g. the
-    resolved config) and histograms are written as the text/histogram plugins' protos. Event files
-    are flushed every `flush_secs` by TensorBoard's background thread and on
+    resolved config) and histograms are written as the text/histogram plugins' protos.
+    Event files are flushed every `flush_secs` by TensorBoard's background thread and on
     `flush()`/`close()`.
     """
 
