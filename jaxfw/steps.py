@@ -144,7 +144,8 @@ def make_train_step(
         metrics = {
             "loss": loss,
             **aux,
-            "lr": schedule(state.step),
+            # A constant schedule returns a Python float, not an array.
+            "lr": jnp.asarray(schedule(state.step), jnp.float32),
             "grad_norm": grad_norm,
             "nonfinite": (~finite).astype(jnp.float32),
         }
