@@ -6,6 +6,7 @@ Real files written to tmp_path with pyarrow; no mocks.
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 import subprocess
@@ -23,10 +24,13 @@ import pytest
 from jaxfw.data import (
     StreamingSplit,
     TablePreprocessor,
+    check_findings,
+    data_report,
     eval_batches,
     load_dataset,
     train_iterator,
 )
+from jaxfw.data.encoding import BadByte, excerpt, first_invalid_utf8
 from jaxfw.errors import UserError
 
 
@@ -323,10 +327,128 @@ def test_error_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"not a readable PARQUET file") as error:
         load_dataset(cfg(fake), seed=0)
     assert one_sentence(str(error.value))
-    ragged = write_text(tmp_path / "r.csv", "a,label\n1,x\n2,y,3\n")
-    with pytest.raises(UserError, match=r"not a readable CSV file") as error:
-        load_dataset(cfg(ragged), seed=0)
+    empty = write_text(tmp_path / "e.csv", "")
+    with pytest.raises(UserError, match=r"not a readable CSV file \(Empty CSV file\)") as error:
+        load_dataset(cfg(empty), seed=0)
     assert one_sentence(str(error.value))
+
+
+def test_error_all_missing_target_says_it_has_no_values(tmp_path: Path) -> None:
+    # A CSV column with no values at all has pyarrow type null (once said "has type null").
+    path = write_text(tmp_path / "t.csv", "x,label\n" + "".join(f"{i},\n" for i in range(12)))
+    expected = (
+        f"Target column 'label' of data file '{path}' has no values (all 12 rows missing); "
+        "fill it in, or choose a column that holds the labels or numbers to predict with "
+        "data.target=<column>."
+    )
+    for task in ("auto", "regression"):
+        with pytest.raises(UserError) as error:
+            load_dataset(cfg(path, task=task), seed=0)
+        assert str(error.value) == expected
+    # Parquet: a string column of nulls, in memory and streamed.
+    table = pa.table({"x": np.arange(40.0), "label": pa.array([None] * 40, pa.string())})
+    path = write(table, tmp_path / "t.parquet", row_group_size=16)
+    for streaming in (False, True):
+        with pytest.raises(UserError, match=r"has no values \(all 40 rows missing\)"):
+            load_dataset(cfg(path, streaming=streaming), seed=0)
+
+
+def latin1_csv(path: Path, header: str = "x,city,label") -> Path:
+    rows = "".join(f"{i},{'Zürich' if i % 3 else 'Köln'},{'ab'[i % 2]}\n" for i in range(30))
+    path.write_bytes(f"{header}\n{rows}".encode("latin-1"))
+    return path
+
+
+def test_error_latin1_csv_names_the_first_bad_byte_and_how_to_convert(tmp_path: Path) -> None:
+    path = latin1_csv(tmp_path / "cities.csv")
+    expected = (
+        f"Data file '{path}' is not UTF-8 text (line 2, byte offset 16, holds the byte 0xf6); "
+        f"convert it, e.g. from Latin-1 with: iconv -f latin1 -t utf-8 {path} > "
+        f"{tmp_path / 'cities.utf8.csv'}."
+    )
+    # Once "Column 'city' ... has type binary"; the same whether the column is inferred, forced
+    # categorical (pyarrow then fails to convert it) or the target.
+    for options in ({}, {"categorical": ["city"]}, {"target": "city"}):
+        with pytest.raises(UserError) as error:
+            load_dataset(cfg(path, **options), seed=0)
+        assert str(error.value) == expected, options
+    header = latin1_csv(tmp_path / "header.csv", header="x,größe,label")
+    with pytest.raises(UserError, match=r"not UTF-8 text \(line 1, byte offset 4, holds the"):
+        load_dataset(cfg(header), seed=0)
+    # Offsets count the decompressed text of a .csv.gz.
+    packed = tmp_path / "cities.csv.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(UserError, match=r"line 2, byte offset 16, .*decompress it and convert"):
+        load_dataset(cfg(packed), seed=0)
+    # Converted, it loads.
+    path.write_text(path.read_bytes().decode("latin-1"))
+    assert load_dataset(cfg(path), seed=0).input_shape[0] == 3  # x + two cities
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (
+            bytes(np.random.default_rng(0).integers(0, 256, 4000, dtype=np.uint8)),
+            "which is not text",
+        ),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)) * 4, "a PNG image"),
+        (gzip.compress(b"x,label\n1,a\n2,b\n" * 50), "gzip-compressed data (name it .csv.gz)"),
+    ],
+    ids=["random", "png", "gzip"],
+)
+def test_error_binary_file_named_csv_shows_a_short_printable_excerpt(
+    tmp_path: Path, content: bytes, says: str
+) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    with pytest.raises(UserError) as error:
+        load_dataset(cfg(path), seed=0)
+    message = str(error.value)
+    assert message.startswith(f"Data file '{path}' does not look like a CSV file: it starts with '")
+    assert message.endswith(
+        f"...', {says}; data.path must name comma-separated text (.csv) or a Parquet file "
+        "(.parquet, .pq)."
+    )
+    shown = message.split("it starts with '", 1)[1].split("...'", 1)[0]
+    assert 0 < len(shown) <= 60 and shown.isprintable() and shown.isascii()
+    assert one_sentence(message)
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+def test_first_invalid_utf8_is_found_across_chunk_boundaries(size: int) -> None:
+    data = "é\n".encode() * 10 + b"\xffok"
+    chunks = [data[i : i + size] for i in range(0, len(data), size)]
+    assert first_invalid_utf8(chunks) == BadByte(offset=30, line=11, value=0xFF)
+    assert first_invalid_utf8([data[:30]]) is None
+    assert first_invalid_utf8([data[:28]]) == BadByte(offset=27, line=10, value=0xC3)  # cut
+
+
+def test_excerpt_escapes_and_caps() -> None:
+    assert excerpt(b"ab\x00\xff\n") == "ab\\x00\\xff\\n"
+    assert excerpt("tab\there é") == "tab\\there é"
+    cut = excerpt(b"\x01" * 100)
+    assert cut == "\\x01" * 15 + "..."  # whole escapes only, at most 60 characters
+
+
+def test_error_ragged_csv_names_the_line(tmp_path: Path) -> None:
+    rows = "".join(f"{i},{'ab'[i % 2]}\n" for i in range(20))
+    # A blank line: pyarrow counts records, not lines; the message gives the file's line.
+    path = write_text(tmp_path / "r.csv", f"x,label\n{rows}\n5,a,3\n{rows}")
+    with pytest.raises(UserError) as error:
+        load_dataset(cfg(path), seed=0)
+    assert str(error.value) == (
+        f"Data file '{path}' has 3 fields on line 23 ('5,a,3') but its header has 2 columns; "
+        "every line needs one value per column (quote values that contain a comma)."
+    )
+    short = write_text(tmp_path / "s.csv", "x,y,label\n1,2,a\n3,b\n")
+    with pytest.raises(UserError, match=r"has 2 fields on line 3 \('3,b'\) but its header has 3"):
+        load_dataset(cfg(short), seed=0)
+    long_row = write_text(tmp_path / "l.csv", "x,label\n1,a\n" + "9," * 200 + "b\n")
+    with pytest.raises(UserError) as error:
+        load_dataset(cfg(long_row), seed=0)
+    shown = str(error.value).split("on line 3 ('", 1)[1].split("')", 1)[0]
+    assert shown == "9," * 30 + "..."  # the row, cut to a short excerpt
 
 
 def test_error_unknown_columns_list_the_columns(tmp_path: Path) -> None:
@@ -524,6 +646,27 @@ def test_text_defaults_to_the_stdlib_source(tmp_path: Path) -> None:
     assert rebuild(bundle.train.inputs, bundle.train.targets)[: len(head)] == head
     again = load_dataset(text_cfg(None, seq_len=32, max_bytes=20_000), seed=0)
     assert again.fingerprint == bundle.fingerprint
+
+
+def test_text_that_is_not_utf8_gets_a_warning_finding(tmp_path: Path) -> None:
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    write_text(folder / "a.txt", "plain ascii text\n" * 40)
+    for name in ("b.txt", "c.txt"):
+        (folder / name).write_bytes("Grüße aus Köln\n".encode("latin-1") * 40)
+    bundle = load_dataset(text_cfg(folder), seed=0)
+    (finding,) = data_report(bundle)["findings"]
+    assert finding["severity"] == "warning" and finding["check"] == "not_utf8"
+    b_txt = folder / "b.txt"
+    assert finding["message"] == (
+        f"Text file '{b_txt}' (and 1 other file) is not UTF-8 (line 1, byte offset 2, holds the "
+        "byte 0xfc); the model learns its bytes as they are, but generated text is read as "
+        f"UTF-8, so convert it in place, e.g. from Latin-1 with: iconv -f latin1 -t utf-8 {b_txt}"
+        f" > converted.tmp && mv converted.tmp {b_txt}."
+    )
+    assert check_findings(data_report(bundle), "error") == [finding]  # a warning: it trains
+    single = load_dataset(text_cfg(folder / "a.txt", seq_len=4), seed=0)
+    assert data_report(single)["findings"] == []
 
 
 def test_text_errors(tmp_path: Path) -> None:

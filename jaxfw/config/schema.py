@@ -243,7 +243,9 @@ class LoggerConfig:
 
 @dataclass
 class Config:
-    name: str = MISSING  # the recipe's name; groups runs under runs/<name>/
+    # Groups runs under runs/<name>/: the recipe's name (the default recipe: the stem of a
+    # user's data.path, see compose.data_run_name); one directory name, checked in validate.py.
+    name: str = MISSING
     seed: int = 0
     run_dir: str = "runs/${name}/${now:%Y-%m-%d_%H-%M-%S}-${jaxfw.unique:}"
     # A Flax module by `_target_` plus its constructor arguments. `num_outputs: ???`

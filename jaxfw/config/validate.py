@@ -1,6 +1,7 @@
 """Checks on a composed config that the schema's types alone cannot express."""
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
@@ -39,33 +40,70 @@ def _check_missing(node: DictConfig, prefix: str = "") -> None:
             _check_missing(node[key], f"{full}.")
 
 
-_RANGES: list[tuple[str, Callable[[float], bool], str]] = [
-    ("trainer.steps", lambda v: v >= 1, "at least 1"),
-    ("trainer.batch_size", lambda v: v >= 1, "at least 1"),
-    ("trainer.eval_batch_size", lambda v: v >= 1, "at least 1"),
-    ("trainer.eval_every", lambda v: v >= 0, "0 (evaluate only at the end) or more"),
-    ("trainer.log_every", lambda v: v >= 1, "at least 1"),
-    ("trainer.grad_accum", lambda v: v >= 1, "at least 1"),
-    ("trainer.steps_per_execution", lambda v: v >= 1, "at least 1"),
-    ("optimizer.lr", lambda v: v > 0, "greater than 0"),
-    ("optimizer.weight_decay", lambda v: v >= 0, "0 or more"),
-    ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("schedule.warmup_steps", lambda v: v >= 0, "0 or more"),
-    ("schedule.final_lr_fraction", lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("data.test_fraction", lambda v: 0 < v < 1, "strictly between 0 and 1"),
-    ("data.val_fraction", lambda v: 0 < v < 1, "strictly between 0 and 1"),
-    ("task.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)"),
+def _finite(ok: Callable[[float], bool]) -> Callable[[float], bool]:
+    return lambda v: math.isfinite(v) and ok(v)
+
+
+# (key, test, what is allowed, null allowed). Every float must also be finite: `lr=inf`
+# passes `> 0` and would only surface as a non-finite loss at the first step.
+_RANGES: list[tuple[str, Callable[[float], bool], str, bool]] = [
+    ("trainer.steps", lambda v: v >= 1, "at least 1", False),
+    ("trainer.batch_size", lambda v: v >= 1, "at least 1", False),
+    ("trainer.eval_batch_size", lambda v: v >= 1, "at least 1", False),
+    ("trainer.eval_every", lambda v: v >= 0, "0 (evaluate only at the end) or more", False),
+    ("trainer.log_every", lambda v: v >= 1, "at least 1", False),
+    ("trainer.grad_accum", lambda v: v >= 1, "at least 1", False),
+    ("trainer.steps_per_execution", lambda v: v >= 1, "at least 1", False),
+    ("trainer.peak_flops", _finite(lambda v: v > 0), "a finite number greater than 0", True),
+    ("optimizer.lr", _finite(lambda v: v > 0), "a finite number greater than 0", False),
+    ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)", False),
+    ("optimizer.b1", lambda v: 0 <= v < 1, "in [0, 1)", False),
+    ("optimizer.b2", lambda v: 0 <= v < 1, "in [0, 1)", False),
+    ("optimizer.eps", _finite(lambda v: v > 0), "a finite number greater than 0", False),
+    ("optimizer.weight_decay", _finite(lambda v: v >= 0), "a finite number, 0 or more", False),
+    ("optimizer.clip_grad_norm", _finite(lambda v: v > 0), "a finite number greater than 0", True),
+    ("schedule.warmup_steps", lambda v: v >= 0, "0 or more", False),
+    ("schedule.final_lr_fraction", lambda v: 0 <= v <= 1, "in [0, 1]", False),
+    ("data.test_fraction", lambda v: 0 < v < 1, "strictly between 0 and 1", False),
+    ("data.val_fraction", lambda v: 0 < v < 1, "strictly between 0 and 1", False),
+    ("data.scale", _finite(lambda v: v > 0), "a finite number greater than 0", False),
+    ("task.label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)", False),
+    ("checkpoint.every_seconds", _finite(lambda v: v > 0), "a finite number greater than 0", True),
 ]
+
+
+def _check_ranges(cfg: DictConfig) -> None:
+    for key, ok, allowed, optional in _RANGES:
+        value = OmegaConf.select(cfg, key)
+        if value is None and optional:
+            continue
+        if value is None or not ok(value):
+            also = " (or null to leave it unset)" if optional else ""
+            raise UserError(f"Invalid value {value!r} for '{key}': must be {allowed}{also}.")
+
+
+def _check_name(name: object) -> None:
+    """`name` is the directory runs are filed under (runs/<name>/): one plain path part."""
+    text = name if isinstance(name, str) else ""
+    forbidden = ("/", "\\", "..")
+    if (
+        not text.strip()
+        or text == "."
+        or any(s in text for s in forbidden)
+        or not text.isprintable()
+    ):
+        raise UserError(
+            f"Invalid value {name!r} for 'name': runs are filed under runs/<name>/, so it must be "
+            "a single non-empty directory name (no '/', '\\', '..' or control characters)."
+        )
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise UserError naming the first bad value in a composed config."""
     _check_no_extra_keys(cfg, Config, "")
     _check_missing(cfg)
-    for key, ok, allowed in _RANGES:
-        value = OmegaConf.select(cfg, key)
-        if not ok(value):
-            raise UserError(f"Invalid value {value!r} for '{key}': must be {allowed}.")
+    _check_name(cfg.name)
+    _check_ranges(cfg)
     if cfg.trainer.batch_size % cfg.trainer.grad_accum:
         raise UserError(
             f"trainer.batch_size={cfg.trainer.batch_size} must be divisible by "
@@ -76,11 +114,6 @@ def validate_config(cfg: DictConfig) -> None:
         raise UserError(
             f"trainer.profile_steps={window} must be [first, last] with "
             f"1 <= first <= last <= trainer.steps ({cfg.trainer.steps})."
-        )
-    clip = cfg.optimizer.clip_grad_norm
-    if clip is not None and clip <= 0:
-        raise UserError(
-            f"Invalid value {clip!r} for 'optimizer.clip_grad_norm': must be > 0 or null."
         )
     if not isinstance(cfg.model, DictConfig) or "_target_" not in cfg.model:
         raise UserError(

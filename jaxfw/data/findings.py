@@ -5,7 +5,7 @@ error   -- the results would be wrong or misleading: leakage (val/test rows iden
            train row), rows without a target value (left out), a class with no train rows.
 warning -- worth a look, but training is sound: constant columns, duplicate train rows,
            missing or infinite feature values (imputed), categories unseen in train,
-           categorical columns cut to data.max_categories.
+           categorical columns cut to data.max_categories, text that is not UTF-8.
 
 `check_findings(report, mode)`: "error" raises a UserError for the first error finding,
 "warn" returns every finding, "off" returns none.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from jaxfw.data.encoding import iconv_hint
 from jaxfw.data.source_settings import VALIDATION_MODES
 from jaxfw.errors import UserError
 
@@ -77,6 +78,20 @@ def findings(report: dict[str, Any]) -> list[dict[str, str]]:
                 "warning",
                 "duplicates",
                 f"{duplicates} of {rows['train']} train rows repeat an earlier train row.",
+            )
+        )
+    not_utf8 = report.get("not_utf8")
+    if not_utf8:
+        more = not_utf8["files"] - 1
+        others = f" (and {_count(more, 'other file')})" if more else ""
+        out.append(
+            _finding(
+                "warning",
+                "not_utf8",
+                f"Text file {not_utf8['file']!r}{others} is not UTF-8 (line {not_utf8['line']}, "
+                f"byte offset {not_utf8['offset']}, holds the byte 0x{not_utf8['byte']:02x}); "
+                "the model learns its bytes as they are, but generated text is read as UTF-8, "
+                f"so {iconv_hint(not_utf8['file'], in_place=True)}.",
             )
         )
     for name, column in (report.get("columns") or {}).items():

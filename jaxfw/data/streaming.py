@@ -33,6 +33,7 @@ from jaxfw.data.table_read import (
     ColumnPlan,
     TableFile,
     first_line,
+    no_target_values,
     open_parquet,
     plan_columns,
     prepare_chunk,
@@ -135,7 +136,7 @@ def load_streaming_table(
     held: dict[int, list[pa.Table]] = {1: [], 2: []}
     groups: list[tuple[int, int, int]] = []
     first_train: pa.Table | None = None
-    offset = 0
+    offset = usable = 0
     for group in range(parquet.num_row_groups):
         prepared = reader.prepared(parquet, group, offset)
         roles = reader.roles(prepared, group)
@@ -150,6 +151,9 @@ def load_streaming_table(
         for role in held:
             held[role].append(prepared.filter(pa.array(roles == role)))
         offset += prepared.num_rows
+        usable += int((roles >= 0).sum())
+    if not usable:
+        raise no_target_values(plan.target, file, offset)
     check_split_sizes(builder.rows, settings, plan, file)
 
     distinct = None if tally.overflow else len(tally.distinct())

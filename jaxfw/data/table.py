@@ -29,6 +29,7 @@ from jaxfw.data.table_read import (
     ColumnPlan,
     TableFile,
     locate_table,
+    no_target_values,
     plan_columns,
     prepare_chunk,
     prepare_target,
@@ -64,6 +65,8 @@ def load_table(cfg: Any, settings: DataSettings, seed: int) -> DataBundle:
     plan = plan_columns(table.schema, options, file)
     target = prepare_target(table, plan, file)
     valid = valid_targets(target)
+    if not valid.any():
+        raise no_target_values(plan.target, file, table.num_rows)
 
     seen = ValueCounts()
     seen.update(target.filter(pa.array(valid)))

@@ -8,6 +8,7 @@ over the data rows (for a CSV the header is line 1, so data row r is line r + 1)
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from jaxfw.data import encoding
 from jaxfw.data.source_settings import TableSettings
 from jaxfw.errors import UserError
 
@@ -88,13 +90,93 @@ def read_table(file: TableFile, as_strings: tuple[str, ...] = ()) -> pa.Table:
 
             table = pq.read_table(file.path)
     except (pa.ArrowException, OSError) as error:
-        raise UserError(
+        problem = csv_problem(file, error) if file.format == "csv" else None
+        raise problem or UserError(
             f"Data file '{file.display}' is not a readable {file.format.upper()} file "
-            f"({first_line(error)})."
+            f"({encoding.excerpt(first_line(error))})."
         ) from error
+    if file.format == "csv" and _misdecoded(table):
+        problem = csv_problem(file)
+        if problem is not None:
+            raise problem
     if table.num_rows == 0:
         raise UserError(f"Data file '{file.display}' holds no rows.")
     return table
+
+
+def _misdecoded(table: pa.Table) -> bool:
+    """pyarrow reads a CSV column that is not UTF-8 as binary, and keeps a header that is not
+    as bytes that fail to decode into a column name."""
+    for column in table.schema:
+        if pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type):
+            return True
+        try:
+            column.name  # noqa: B018 -- decodes the header bytes
+        except UnicodeDecodeError:
+            return True
+    return False
+
+
+def csv_problem(file: TableFile, error: Exception | None = None) -> UserError | None:
+    """The one-sentence explanation of why pyarrow could not read `file` as a CSV table (or
+    read it into binary columns): not text, not UTF-8, or a row with the wrong number of
+    fields; None when it is none of these."""
+    compressed = file.path.name.lower().endswith(_COMPRESSED_CSV)
+    try:
+        head = encoding.head_bytes(file.path, compressed)
+        if encoding.utf16_bom(head):
+            return UserError(
+                f"Data file '{file.display}' is UTF-16 text, not UTF-8; "
+                f"{encoding.iconv_hint(file.display, compressed, source='utf-16')}."
+            )
+        if encoding.looks_binary(head):
+            kind = encoding.what_binary_is(head)
+            return UserError(
+                f"Data file '{file.display}' does not look like a CSV file: it starts with "
+                f"'{encoding.excerpt(head)}', {kind or 'which is not text'}; data.path must "
+                "name comma-separated text (.csv) or a Parquet file (.parquet, .pq)."
+            )
+        bad = encoding.first_invalid_utf8(encoding.read_chunks(file.path, compressed))
+    except (pa.ArrowException, OSError):
+        return None  # unreadable bytes: pyarrow's own reason says more
+    if bad is not None:
+        return UserError(
+            f"Data file '{file.display}' is not UTF-8 text ({bad.describe()}); "
+            f"{encoding.iconv_hint(file.display, compressed)}."
+        )
+    if error is not None and "columns, got" in str(error):
+        return _ragged_row(file)
+    return None
+
+
+def _ragged_row(file: TableFile) -> UserError | None:
+    """The first row whose number of fields differs from the header's, with its line."""
+    import pyarrow.csv as pcsv
+
+    found = []
+
+    def handler(row) -> str:  # pyarrow.csv.InvalidRow
+        found.append(row)
+        return "error"
+
+    with contextlib.suppress(pa.ArrowException, OSError):  # the handler stops the read
+        pcsv.read_csv(
+            file.path,
+            read_options=pcsv.ReadOptions(use_threads=False),  # row numbers need one thread
+            parse_options=pcsv.ParseOptions(invalid_row_handler=handler),
+        )
+    if not found:
+        return None
+    row = found[0]
+    compressed = file.path.name.lower().endswith(_COMPRESSED_CSV)
+    line = encoding.line_number(file.path, compressed, row.number or 1, row.text)
+    where = f"line {line}" if line is not None else f"row {row.number} (the header is row 1)"
+    return UserError(
+        f"Data file '{file.display}' has {row.actual_columns} "
+        f"field{'s' if row.actual_columns != 1 else ''} on {where} "
+        f"('{encoding.excerpt(row.text)}') but its header has {row.expected_columns} columns; "
+        "every line needs one value per column (quote values that contain a comma)."
+    )
 
 
 def open_parquet(file: TableFile):  # -> pyarrow.parquet.ParquetFile
@@ -218,6 +300,8 @@ def plan_columns(schema: pa.Schema, settings: TableSettings, file: TableFile) ->
 def _target_type(kind: pa.DataType, name: str, file: TableFile) -> str:
     if pa.types.is_dictionary(kind):
         kind = kind.value_type
+    if pa.types.is_null(kind):
+        return "string"  # every value missing: no_target_values() says so once rows are counted
     if pa.types.is_integer(kind):
         return "integer"
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
@@ -227,6 +311,15 @@ def _target_type(kind: pa.DataType, name: str, file: TableFile) -> str:
     raise UserError(
         f"Target column {name!r} of {file.origin} has type {kind}; use a column of class "
         "labels (strings, booleans, integers) or numbers."
+    )
+
+
+def no_target_values(name: str, file: TableFile, rows: int) -> UserError:
+    """The error for a target column in which every row is missing."""
+    missing = "its only row is missing" if rows == 1 else f"all {rows} rows missing"
+    return UserError(
+        f"Target column {name!r} of {file.origin} has no values ({missing}); fill it in, or "
+        "choose a column that holds the labels or numbers to predict with data.target=<column>."
     )
 
 

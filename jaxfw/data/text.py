@@ -15,6 +15,7 @@ It differs between Python versions, which the fingerprint records.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import sysconfig
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from jaxfw.data.bundle import DataBundle, Split
+from jaxfw.data.encoding import first_invalid_utf8
 from jaxfw.data.fingerprint import source_fingerprint
 from jaxfw.data.settings import DataSettings
 from jaxfw.data.source_settings import TextSettings
@@ -134,7 +136,7 @@ def load_text(cfg: Any, settings: DataSettings, seed: int) -> DataBundle:
         )
     config = {"source": "text", **settings.preprocessing(seed), **options.preprocessing()}
     config["stdlib"] = settings.path is None
-    return DataBundle(
+    bundle = DataBundle(
         name="stdlib" if settings.path is None else Path(settings.path).stem,
         num_classes=VOCAB_SIZE,
         input_shape=(options.seq_len,),
@@ -142,3 +144,35 @@ def load_text(cfg: Any, settings: DataSettings, seed: int) -> DataBundle:
         task_kind="lm",
         **splits,
     )
+    # A user's text only: the stdlib holds a few deliberately Latin-1 test modules.
+    not_utf8 = None if settings.path is None else _not_utf8(settings.path, len(files), parts)
+    if not_utf8 is None:
+        return bundle
+    from jaxfw.data.findings import findings
+    from jaxfw.data.report import array_report
+
+    report = array_report(bundle)
+    report["not_utf8"] = not_utf8
+    report["findings"] = findings(report)
+    return dataclasses.replace(bundle, report=report)
+
+
+def _not_utf8(path: str, count: int, parts: list[tuple[str, bytes]]) -> dict[str, Any] | None:
+    """Which of the text's files are not UTF-8 and where the first bad byte is, or None.
+
+    Not an error: the model learns bytes, whatever their encoding; but `jaxfw-generate` shows
+    samples as UTF-8, and a Latin-1 file is more often a mistake than a choice.
+    """
+    bad = [(name, first_invalid_utf8([content])) for name, content in parts]
+    bad = [(name, where) for name, where in bad if where is not None]
+    if not bad:
+        return None
+    name, where = bad[0]
+    shown = path if count == 1 else str(Path(path) / name)
+    return {
+        "files": len(bad),
+        "file": shown,
+        "line": where.line,
+        "offset": where.offset,
+        "byte": where.value,
+    }
