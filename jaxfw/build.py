@@ -3,16 +3,19 @@ model built by `_target_`, the data, the task, the optimizer and the compiled st
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
 import jax
 import numpy as np
 import optax
+import yaml
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from jax.sharding import Mesh, NamedSharding
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from jaxfw import sharding
 from jaxfw.config.validate import validate_config
@@ -20,6 +23,7 @@ from jaxfw.data import DataBundle, load_dataset, train_batches
 from jaxfw.errors import UserError
 from jaxfw.metrics import CLASSIFICATION_METRICS, LM_METRICS, REGRESSION_METRICS
 from jaxfw.models import ModelFns
+from jaxfw.models.targets import check_model_targets
 from jaxfw.optim import make_optimizer, make_schedule
 from jaxfw.state import TrainState, create_train_state, state_shardings
 from jaxfw.steps import Steps, compile_steps
@@ -37,12 +41,19 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(plain)
 
 
-def build_model(model_cfg: DictConfig, num_outputs: int) -> ModelFns:
-    """Instantiate the model's `_target_`; `num_outputs: ???` is filled from the data."""
+def build_model(model_cfg: DictConfig, num_outputs: int, source: str = "The config") -> ModelFns:
+    """Instantiate the model's `_target_` once every `_target_` in its config is allowed
+    (jaxfw.models.targets: nothing is called before that); `num_outputs: ???` is filled
+    from the data. `source` names where the config came from in messages."""
     # `in model_cfg` is False for a missing (???) value; keys() lists it.
     if "num_outputs" in model_cfg.keys() and OmegaConf.is_missing(model_cfg, "num_outputs"):  # noqa: SIM118
         model_cfg.num_outputs = num_outputs
     target = model_cfg.get("_target_")
+    if not issubclass(check_model_targets(model_cfg, source), nn.Module):
+        raise UserError(
+            f"model._target_='{target}' is a flax.nnx.Module; jaxfw builds flax.linen modules "
+            "only, for now."
+        )
     try:
         module: Any = instantiate(model_cfg, _convert_="all")
     except InstantiationException as exc:
@@ -55,6 +66,38 @@ def build_model(model_cfg: DictConfig, num_outputs: int) -> ModelFns:
             f"model._target_='{target}' built a {type(module).__name__}, not a Flax Linen module."
         )
     return ModelFns(module)
+
+
+RUN_CONFIG = "config.yaml"
+
+
+def load_run_config(run_dir: str | Path) -> DictConfig:
+    """A run directory's config.yaml, with its model's `_target_`s checked before anything
+    is built: a run directory may come from elsewhere (jaxfw-eval, jaxfw-generate)."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_CONFIG
+    if not path.exists():
+        raise UserError(f"'{run_dir}' is not a jaxfw run directory (no config.yaml in it).")
+    try:
+        cfg = OmegaConf.load(path)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{path} is not valid YAML ({problem}{where}).") from exc
+    except (OSError, UnicodeDecodeError, OmegaConfBaseException) as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"Cannot read {path}: {reason}.") from exc
+    sections = ("model", "task")
+    if not isinstance(cfg, DictConfig) or not all(
+        isinstance(cfg.get(key), DictConfig) for key in sections
+    ):
+        raise UserError(
+            f"{path} is not a jaxfw run config; it must be a mapping with 'model' and 'task' "
+            "sections, as jaxfw writes it."
+        )
+    check_model_targets(cfg.model, str(path), run_dir)
+    return cfg
 
 
 # Scalar metrics each task can log during training (jaxfw-eval reports every metric).

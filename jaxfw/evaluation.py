@@ -1,9 +1,11 @@
 """Evaluate a run's checkpoint on a split and write its report (`jaxfw-eval`, and the
 automatic evaluation at the end of training).
 
-The document written to report/metrics.json holds every metric of the task, the
-curves behind the plots, and where the numbers came from: config, data fingerprint,
-checkpoint step, run metadata.
+Each evaluation has its own directory, so none replaces another: training writes
+report/ (test split, best checkpoint), `jaxfw-eval` writes eval/<split>-<checkpoint>/
+(checkpoint as asked: best, latest or the step). The metrics.json written there holds
+every metric of the task, the curves behind the plots, and where the numbers came from:
+config, data fingerprint, checkpoint step, run metadata.
 """
 
 import datetime
@@ -14,7 +16,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jaxfw.build import Parts, build_parts
+from jaxfw.build import Parts, build_parts, load_run_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
 from jaxfw.errors import UserError
 from jaxfw.evaluate import evaluate_split
@@ -24,7 +26,8 @@ from jaxfw.report import write_report
 from jaxfw.state import TrainState
 
 SPLITS = ("train", "val", "test")
-REPORT_DIR = "report"
+REPORT_DIR = "report"  # the end-of-training evaluation
+EVAL_DIR = "eval"  # jaxfw-eval's, one subdirectory per split and checkpoint
 
 
 def _class_names(parts: Parts) -> list[str]:
@@ -120,10 +123,21 @@ def evaluation_document(
     }
 
 
-def write_evaluation(run_dir: Path, document: dict[str, Any]) -> dict[str, Path]:
+def write_evaluation(
+    run_dir: Path, document: dict[str, Any], directory: str = REPORT_DIR
+) -> dict[str, Path]:
+    """Write the report into <run_dir>/<directory>/; an OSError (read-only run directory)
+    is left to the caller, which has the metrics already."""
     metrics_file = run_dir / "metrics.jsonl"
     history = read_jsonl(metrics_file) if metrics_file.exists() else []
-    return write_report(run_dir / REPORT_DIR, document, history)
+    return write_report(run_dir / directory, document, history)
+
+
+def eval_directory(split: str, checkpoint: str) -> str:
+    """jaxfw-eval's report directory, relative to the run: eval/val-best, eval/test-1500."""
+    if checkpoint.isdigit():
+        checkpoint = str(int(checkpoint))  # 0150 and 150 are the same checkpoint
+    return f"{EVAL_DIR}/{split}-{checkpoint}"
 
 
 def _pick_step(checkpointer: Checkpointer, which: str) -> tuple[str, int]:
@@ -143,15 +157,12 @@ def _pick_step(checkpointer: Checkpointer, which: str) -> tuple[str, int]:
     )
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict:
-    """Evaluate a finished (or running) run's checkpoint; write <run_dir>/report/."""
+def evaluate_checkpoint(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict:
+    """Every metric of a finished (or running) run's checkpoint on `split`; writes nothing."""
     run_dir = Path(run_dir)
-    config_file = run_dir / "config.yaml"
-    if not config_file.exists():
-        raise UserError(f"'{run_dir}' is not a jaxfw run directory (no config.yaml in it).")
     if split not in SPLITS:
         raise UserError(f"split={split} is not one of {', '.join(SPLITS)}.")
-    cfg = OmegaConf.load(config_file)
+    cfg = load_run_config(run_dir)  # checks the model's _target_s before anything is built
     checkpointer = Checkpointer(
         run_dir / CHECKPOINT_DIR,
         metric=cfg.task.best_metric,
@@ -161,6 +172,13 @@ def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "be
     kind, step = _pick_step(checkpointer, checkpoint)
     parts = build_parts(cfg)
     state = checkpointer.restore_state(abstract_like(parts.init_state()), step)
-    document = evaluation_document(cfg, parts, state, split, {"kind": kind, "step": step}, run_dir)
-    document["paths"] = {k: str(v) for k, v in write_evaluation(run_dir, document).items()}
+    return evaluation_document(cfg, parts, state, split, {"kind": kind, "step": step}, run_dir)
+
+
+def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict:
+    """Evaluate a run's checkpoint and write <run_dir>/eval/<split>-<checkpoint>/ (the
+    document's "paths" say where); training's own report/ is left as it is."""
+    document = evaluate_checkpoint(run_dir, split, checkpoint)
+    paths = write_evaluation(Path(run_dir), document, eval_directory(split, checkpoint))
+    document["paths"] = {k: str(v) for k, v in paths.items()}
     return document

@@ -3,9 +3,14 @@
 Decoding is jit-compiled and uses the transformer's key/value cache: the prompt is
 encoded once (prefill), then each new byte costs one single-position step. When the
 context (model.max_length) is full, the last half is re-encoded and decoding goes on.
+`stream` yields each byte as it is sampled; `generate` collects them.
+
+The run directory's config is checked before the model is built: its `_target_`s must
+name Flax module classes installed here (jaxfw.models.targets), nothing else is called.
 """
 
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,11 +18,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
+from jaxfw.build import build_model, load_run_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer
+from jaxfw.cli.generate import MAX_NEW_TOKENS, check_sampling
 from jaxfw.errors import UserError
+
+__all__ = ["MAX_NEW_TOKENS", "LanguageModel", "generate", "load_language_model", "stream"]
 
 
 @dataclass
@@ -33,10 +40,7 @@ class LanguageModel:
 
 def load_language_model(run_dir: str | Path, checkpoint: str = "best") -> LanguageModel:
     run_dir = Path(run_dir)
-    config_file = run_dir / "config.yaml"
-    if not config_file.exists():
-        raise UserError(f"'{run_dir}' is not a jaxfw run directory (no config.yaml in it).")
-    cfg = OmegaConf.load(config_file)
+    cfg = load_run_config(run_dir)  # checks the model's _target_s before anything is built
     if cfg.task.name != "lm":
         raise UserError(f"Run '{run_dir}' trained task={cfg.task.name}; generation needs task=lm.")
     checkpointer = Checkpointer(
@@ -59,7 +63,7 @@ def load_language_model(run_dir: str | Path, checkpoint: str = "best") -> Langua
             )
         step = int(checkpoint)
     state = checkpointer.restore_saved_state(step)
-    module = instantiate(cfg.model, _convert_="all")
+    module = build_model(cfg.model, 256, source=str(run_dir / "config.yaml")).module
     return LanguageModel(module, state["params"], step)
 
 
@@ -95,14 +99,15 @@ def _compiled(model: LanguageModel, temperature: float) -> tuple[Callable, Calla
     return prefill, step
 
 
-def generate(
+def stream(
     model: LanguageModel,
     prompt: str,
     max_new_tokens: int = 200,
     temperature: float = 0.8,
     seed: int = 0,
-) -> bytes:
-    """`max_new_tokens` bytes sampled after `prompt` (UTF-8 encoded)."""
+) -> Iterator[int]:
+    """The `max_new_tokens` bytes sampled after `prompt` (UTF-8 encoded), each yielded as
+    soon as it is sampled. The arguments are checked here, before the first byte."""
     data = prompt.encode("utf-8")
     if not data:
         raise UserError("The prompt is empty; give at least one character (--prompt 'def ').")
@@ -111,28 +116,45 @@ def generate(
             f"The prompt is {len(data)} bytes but the model's context is {model.context} "
             "bytes (model.max_length); shorten it."
         )
-    if max_new_tokens < 1:
-        raise UserError(f"--max-new-tokens={max_new_tokens} must be at least 1.")
+    check_sampling(max_new_tokens, temperature)
+    return _decode(model, data, max_new_tokens, float(temperature), seed)
+
+
+def _decode(
+    model: LanguageModel, prompt: bytes, max_new_tokens: int, temperature: float, seed: int
+) -> Iterator[int]:
     prefill, step = _compiled(model, temperature)
     rng = jax.random.key(seed)
-    tokens = list(data)
+    # Only the last context's bytes are ever re-encoded: memory stays bounded.
+    tokens = deque(prompt, maxlen=model.context)
     rng, key = jax.random.split(rng)
-    token, cache = prefill(model.params, jnp.asarray([tokens], jnp.int32), key)
+    token, cache = prefill(model.params, jnp.asarray([list(tokens)], jnp.int32), key)
     index = len(tokens)
-    out: list[int] = []
-    while True:
-        out.append(int(token[0]))
-        tokens.append(out[-1])
-        if len(out) == max_new_tokens:
-            return bytes(out)
+    for count in range(1, max_new_tokens + 1):
+        byte = int(token[0])
+        tokens.append(byte)
+        yield byte
+        if count == max_new_tokens:
+            return
         rng, key = jax.random.split(rng)
         if index == model.context:  # full: keep the last half as the new context
-            window = tokens[-(model.context // 2) :]
+            window = list(tokens)[-(model.context // 2) :]
             token, cache = prefill(model.params, jnp.asarray([window], jnp.int32), key)
             index = len(window)
             continue
         token, cache = step(model.params, cache, token, jnp.int32(index), key)
         index += 1
+
+
+def generate(
+    model: LanguageModel,
+    prompt: str,
+    max_new_tokens: int = 200,
+    temperature: float = 0.8,
+    seed: int = 0,
+) -> bytes:
+    """`max_new_tokens` bytes sampled after `prompt` (UTF-8 encoded), all at once."""
+    return bytes(stream(model, prompt, max_new_tokens, temperature, seed))
 
 
 def greedy_reference(model: LanguageModel, prompt: bytes, count: int) -> bytes:

@@ -1,7 +1,10 @@
 """jaxfw-eval and the end-of-training report: every metric of a checkpoint on a split,
-with plots and provenance, checked against scikit-learn on the same predictions."""
+with plots and provenance, checked against scikit-learn on the same predictions; each
+evaluation in its own directory (report/ for training's, eval/<split>-<checkpoint>/)."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -80,25 +83,66 @@ def test_training_ends_with_a_report_of_the_best_checkpoint(run):
     assert m["confusion_matrix"] == skm.confusion_matrix(targets, predicted).tolist()
 
 
-def test_jaxfw_eval_any_checkpoint_and_split(run):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jaxfw.cli.eval",
-            str(run.run_dir),
-            "split=val",
-            "checkpoint=latest",
-        ],
+def _eval_cli(*args, **kwargs):
+    return subprocess.run(
+        [sys.executable, "-m", "jaxfw.cli.eval", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=300,
+        **kwargs,
     )
+
+
+def test_jaxfw_eval_any_checkpoint_and_split(run):
+    training_report = {p.name: p.read_bytes() for p in (run.run_dir / "report").iterdir()}
+    proc = _eval_cli(run.run_dir, "split=val", "checkpoint=latest")
     assert proc.returncode == 0, proc.stderr
     assert "checkpoint latest (step 120)" in proc.stdout and "val/roc_auc" in proc.stdout
-    document = json.loads((run.run_dir / "report/metrics.json").read_text())
+    out = run.run_dir / "eval" / "val-latest"
+    assert f"report {out}/" in proc.stdout
+    document = json.loads((out / "metrics.json").read_text())
     assert document["split"] == "val" and document["checkpoint"]["step"] == 120
     assert document["metrics"]["count"] == 46  # every validation row, none dropped
+    assert (out / "report.html").stat().st_size > 5000
+    # Training's report (test split, best checkpoint) is untouched, byte for byte.
+    after = {p.name: p.read_bytes() for p in (run.run_dir / "report").iterdir()}
+    assert after == training_report
+    assert json.loads(after["metrics.json"])["split"] == "test"
+
+
+@pytest.mark.parametrize("flag", ["-h", "--help"])
+def test_eval_help_is_printed_to_stdout(flag):
+    proc = _eval_cli(flag)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.stdout.startswith("usage: jaxfw-eval <run_dir>")
+    assert "eval/<split>-<checkpoint>/" in proc.stdout and "Exit codes" in proc.stdout
+
+
+def test_eval_prints_metrics_when_the_report_cannot_be_written(run, tmp_path):
+    """A read-only run directory: the metrics still print, one line says why there is no
+    report, exit code 3. `eval` as a regular file stops even root, whom chmod does not."""
+    copy = tmp_path / "run"
+    shutil.copytree(run.run_dir, copy)
+    shutil.rmtree(copy / "eval", ignore_errors=True)
+    (copy / "eval").write_text("not a directory")
+    read_only = os.geteuid() != 0
+    if read_only:
+        for path in [copy, *copy.rglob("*")]:
+            path.chmod(path.stat().st_mode & ~0o222)
+    try:
+        proc = _eval_cli(copy)
+    finally:
+        if read_only:
+            for path in [copy, *copy.rglob("*")]:
+                path.chmod(path.stat().st_mode | 0o200)
+    assert proc.returncode == 3, proc.stderr
+    assert "test/accuracy" in proc.stdout and f"checkpoint best (step {run.best['step']})" in (
+        proc.stdout
+    )
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr
+    assert lines[0].startswith(f"jaxfw-eval: error: Could not write the report to {copy}/eval/")
+    assert (copy / "eval").is_file()
 
 
 @pytest.mark.parametrize(
@@ -110,12 +154,7 @@ def test_jaxfw_eval_any_checkpoint_and_split(run):
     ],
 )
 def test_eval_mistakes_are_one_line(run, args, message):
-    proc = subprocess.run(
-        [sys.executable, "-m", "jaxfw.cli.eval", str(run.run_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = _eval_cli(run.run_dir, *args)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
