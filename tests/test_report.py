@@ -16,7 +16,17 @@ from matplotlib import colormaps
 from PIL import Image
 from sklearn import metrics as skm
 
-from jaxfw.report import write_report
+from jaxfw.metrics import precision_recall_curve, roc_curve
+from jaxfw.report import ReportLimits, write_report
+from jaxfw.report.bounds import (
+    class_errors,
+    confusion_view,
+    curves_view,
+    macro_curve,
+    most_confused,
+    thin_curve,
+)
+from jaxfw.report.plots import confusion_figure, curves_figure
 
 CHROMIUM = Path("/usr/bin/chromium")
 CLASSIFICATION_PLOTS = {"training_curves", "confusion_matrix", "reliability", "roc", "pr"}
@@ -291,3 +301,211 @@ def test_report_renders_in_headless_chromium(classification_report, tmp_path):
     matches = int((np.abs(pixels - darkest).max(axis=-1) <= 4).sum())
     assert matches > 1000, f"confusion-matrix colour on {matches} pixels: images not drawn"
     shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+# --- Bounded work: big reports are aggregated, small ones unchanged ---------------------
+
+
+def _page_section(page: str, heading: str) -> str:
+    start = page.index(f"<h2>{heading}</h2>")
+    end = page.find("<h2>", start + 1)
+    return page[start : end if end > 0 else None]
+
+
+def _table_rows(section: str) -> int:
+    """Body rows: a class name cell followed by value cells (the header has no <td>)."""
+    return len(re.findall(r"</th><td", section))
+
+
+def test_most_confused_ranks_by_errors_and_other_sums_the_rest():
+    counts = np.diag([50, 40, 30, 20, 10]).astype(np.int64)
+    counts[0, 1] = 7  # class 0 -> 1: one false negative of 0, one false positive of 1
+    counts[3, 4] = 5
+    counts[4, 3] = 1
+    counts[2, 0] = 2
+    # errors (FN + FP): 0: 7+2=9, 1: 7, 2: 2, 3: 5+1=6, 4: 1+5=6 (tie: lower index first)
+    assert class_errors(counts).tolist() == [9, 7, 2, 6, 6]
+    assert most_confused(counts, 4).tolist() == [0, 1, 3, 4]
+
+    names = ["a", "b", "c", "d", "e"]
+    whole = confusion_view(counts, names, max_classes=5, top_k=2)
+    assert not whole.other and whole.labels == names and whole.note() == ""
+    assert np.array_equal(whole.counts, counts)
+
+    view = confusion_view(counts, names, max_classes=4, top_k=2)
+    assert view.other and view.labels == ["a", "b", "other (3)"]
+    assert view.counts.tolist() == [
+        [50, 7, 0],  # a: a, b, {c, d, e}
+        [0, 40, 0],
+        [2, 0, 30 + 20 + 10 + 5 + 1],  # c -> a; c, d, e among themselves
+    ]
+    assert view.counts.sum() == counts.sum()
+    assert (view.errors_shown, view.errors_total) == (7, 15)
+    assert "2 of 5 classes" in view.note() and "other 3 classes" in view.note()
+
+
+def _on_path(px: np.ndarray, py: np.ndarray, x: np.ndarray, y: np.ndarray) -> bool:
+    """Whether every point (px, py) lies on the polyline through (x, y)."""
+    ax, ay, bx, by = x[:-1], y[:-1], x[1:], y[1:]
+    px, py = px[:, None], py[:, None]
+    cross = (bx - ax) * (py - ay) - (by - ay) * (px - ax)
+    inside = (np.minimum(ax, bx) - 1e-12 <= px) & (px <= np.maximum(ax, bx) + 1e-12)
+    inside &= (np.minimum(ay, by) - 1e-12 <= py) & (py <= np.maximum(ay, by) + 1e-12)
+    return bool(((np.abs(cross) <= 1e-12) & inside).any(axis=1).all())
+
+
+def _steps_post(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices matplotlib draws for drawstyle="steps-post"."""
+    return np.r_[np.repeat(x, 2)[1:], x[-1]][:-1], np.repeat(y, 2)[:-1]
+
+
+def test_thin_curve_is_lossless_on_runs_and_bounded_otherwise():
+    rng = np.random.default_rng(0)
+    # A rare class (3 of 3,000 rows): one point per distinct score, nearly all of them in
+    # horizontal (ROC) or vertical (PR) runs.
+    positive = np.zeros(3000, bool)
+    positive[rng.choice(3000, 3, replace=False)] = True
+    score = rng.random(3000)
+    fpr, tpr, _ = roc_curve(positive, score)
+    x, y, lossy = thin_curve(fpr, tpr, 50)
+    assert not lossy and len(x) <= 8 and (x[0], y[0], x[-1], y[-1]) == (0, 0, 1, 1)
+    assert _on_path(fpr, tpr, x, y)  # every old point on the new line: the same drawing
+    assert not _on_path(fpr, tpr, x[::2], y[::2])  # (the check can fail)
+    recall, precision, _ = precision_recall_curve(positive, score)
+    x, y, lossy = thin_curve(recall, precision, 50)
+    assert not lossy and len(x) <= 8
+    assert _on_path(*_steps_post(recall, precision), *_steps_post(x, y))
+
+    # No runs to merge (a random walk): evenly spaced along the length, ends kept.
+    walk_x = np.cumsum(rng.random(5000))
+    walk_y = np.cumsum(rng.normal(size=5000))
+    x, y, lossy = thin_curve(walk_x, walk_y, 100)
+    assert lossy and len(x) <= 100 and len(x) > 90
+    assert (x[0], x[-1], y[0], y[-1]) == (walk_x[0], walk_x[-1], walk_y[0], walk_y[-1])
+    assert set(x) <= set(walk_x) and np.all(np.diff(x) > 0)
+
+    short = [0.0, 0.5, 0.5, 1.0]  # at most max_points: returned as is
+    assert thin_curve(short, short, 4)[0].tolist() == short
+
+
+def test_macro_curve_averages_linear_and_step_curves():
+    a = (np.array([0.0, 1.0]), np.array([0.0, 1.0]))
+    b = (np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 1.0]))
+    grid, mean = macro_curve([a, b], points=5, step=False)
+    assert np.allclose(mean, (grid + 1.0) / 2)
+    pr = (np.array([0.0, 0.5, 1.0]), np.array([1.0, 0.8, 0.4]))
+    _, mean = macro_curve([pr], points=5, step=True)  # x = 0, .25, .5, .75, 1
+    assert np.allclose(mean, [1.0, 1.0, 0.8, 0.8, 0.4])
+
+
+@pytest.fixture(scope="module")
+def large_report(tmp_path_factory) -> tuple[dict, dict[str, Path], ReportLimits]:
+    """60 classes: above every default cap except the curve points, lowered to 12."""
+    document = classification_document(n_classes=60, n=1200, seed=1)
+    document["data_findings"] = [
+        {"severity": "info", "message": f"info {i}"} for i in range(150)
+    ] + [{"severity": "error", "message": "the one error"}]
+    limits = ReportLimits(curve_points=12)
+    report_dir = tmp_path_factory.mktemp("large") / "report"
+    return document, write_report(report_dir, document, _history(), limits), limits
+
+
+def test_large_confusion_matrix_is_aggregated(large_report):
+    document, paths, limits = large_report
+    matrix = np.array(document["metrics"]["confusion_matrix"])
+    # metrics.json keeps every count; the figure only the top classes and "other".
+    assert _strict_json(paths["metrics"])["metrics"]["confusion_matrix"] == matrix.tolist()
+    view = confusion_view(matrix, document["class_names"], 30, limits.matrix_top_k)
+    assert view.counts.shape == (limits.matrix_top_k + 1,) * 2
+    assert view.counts.sum() == matrix.sum()
+    top = most_confused(matrix, limits.matrix_top_k)
+    errors = class_errors(matrix)
+    assert errors[top].min() >= np.delete(errors, top).max()
+    figure = confusion_figure(view, annotate_cells=30)
+    ax = figure.axes[0]
+    assert len(ax.texts) == (limits.matrix_top_k + 1) ** 2  # one label per drawn cell
+    labels = [tick.get_text() for tick in ax.get_xticklabels()]
+    assert labels == [document["class_names"][i] for i in top] + ["other (40)"]
+    assert len(confusion_figure(view, annotate_cells=20).axes[0].texts) == 0
+    _check_png(paths["confusion_matrix"])
+
+    page = _check_html(paths["html"], CLASSIFICATION_PLOTS)
+    assert "20 of 60 classes drawn: those with the most errors" in page
+    assert "The other 40 classes are summed into &#x27;other&#x27;" in page
+
+
+def test_large_report_curves_tables_and_findings_are_bounded(large_report):
+    document, paths, limits = large_report
+    saved = _strict_json(paths["metrics"])
+    for kind, score in (("roc", "auc"), ("pr", "ap")):
+        curves = saved["curves"][kind]
+        assert set(curves) == set(document["curves"][kind])  # every class, each bounded
+        assert max(len(c["x"]) for c in document["curves"][kind].values()) > 12
+        assert all(len(c["x"]) == len(c["y"]) <= 12 for c in curves.values())
+        assert all(c[score] == document["curves"][kind][n][score] for n, c in curves.items())
+        view = curves_view(curves, score, limits, step=score == "ap")
+        assert len(view.drawn) == limits.curve_classes and view.macro is not None
+        lowest = sorted(c[score] for c in curves.values())[: limits.curve_classes]
+        assert sorted(value for _, _, value in view.drawn.values()) == lowest
+        ax = curves_figure(view, title=kind, xlabel="x", ylabel="y", diagonal=False).axes[0]
+        assert len(ax.lines) == limits.curve_classes + 1
+        assert max(len(line.get_xdata()) for line in ax.lines) <= limits.curve_points
+        _check_png(paths[kind])
+
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "the 10 classes with the lowest AUC; the other 50 are not drawn" in page
+    assert "the 10 classes with the lowest AP; the other 50 are not drawn" in page
+    assert "curves thinned to at most 12 points" in page
+    per_class = _page_section(page, "Per class")
+    assert _table_rows(per_class) == limits.table_classes
+    assert "The 30 of 60 classes with the most errors" in per_class
+    matrix = np.array(document["metrics"]["confusion_matrix"])
+    first = document["class_names"][most_confused(matrix, 1)[0]]
+    assert per_class.index(f"<tr><th>{html.escape(first)}</th>") < per_class.index("<td")
+    findings = _page_section(page, "Data findings")
+    assert findings.count("<li class=") == limits.findings
+    assert findings.index("the one error") < findings.index("info 0")
+    assert "100 of 151 findings, errors first" in findings
+    assert len(_strict_json(paths["metrics"])["data_findings"]) == 151
+
+
+def test_small_report_is_drawn_whole(tmp_path):
+    """10 classes: under every cap, so every label, row and curve point is there."""
+    document = classification_document(n_classes=10, n=400)
+    paths = write_report(tmp_path / "report", document, _history())
+    saved = _strict_json(paths["metrics"])
+    assert saved["curves"]["roc"] == document["curves"]["roc"]
+    assert saved["curves"]["pr"] == document["curves"]["pr"]
+    names = document["class_names"]
+    view = confusion_view(document["metrics"]["confusion_matrix"], names, 30, 20)
+    assert not view.other
+    ax = confusion_figure(view, annotate_cells=30).axes[0]
+    assert len(ax.texts) == 100
+    assert [t.get_text() for t in ax.texts] == [str(v) for row in view.counts for v in row]
+    assert [tick.get_text() for tick in ax.get_yticklabels()] == names
+    roc = curves_view(document["curves"]["roc"], "auc", ReportLimits(), step=False)
+    assert list(roc.drawn) == names and roc.macro is None
+    assert all(
+        len(x) == len(document["curves"]["roc"][n]["x"]) for n, (x, _, _) in roc.drawn.items()
+    )
+
+    page = paths["html"].read_text(encoding="utf-8")
+    assert "class=note" not in page  # nothing left out, nothing to say
+    per_class = _page_section(page, "Per class")
+    assert _table_rows(per_class) == 10
+    assert all(f"<tr><th>{html.escape(name)}</th>" in per_class for name in names)
+    assert "Confusion matrix</figcaption>" in page
+
+
+def test_residuals_and_history_are_bounded(tmp_path):
+    document = regression_document(n=300)
+    history = _history(steps=3000, every=1)
+    limits = ReportLimits(residual_points=100, history_points=50)
+    paths = write_report(tmp_path / "report", document, history, limits)
+    residuals = _strict_json(paths["metrics"])["curves"]["residuals"]
+    assert residuals["rows"] == 300 and len(residuals["predictions"]) == 100
+    assert residuals["predictions"][0] == document["curves"]["residuals"]["predictions"][0]
+    assert residuals["targets"][-1] == document["curves"]["residuals"]["targets"][-1]
+    assert "100 of 300 rows drawn" in paths["html"].read_text(encoding="utf-8")
+    _check_png(paths["residuals"])
+    _check_png(paths["training_curves"])

@@ -12,7 +12,10 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+
+from jaxfw.report.bounds import ReportLimits, most_confused
 
 PLOT_TITLES = {
     "training_curves": "Training and validation curves",
@@ -58,6 +61,7 @@ figure { margin: 0; background: #fff; border: 1px solid #d0d7de; padding: 8px; }
 figure.wide { grid-column: 1 / -1; }
 figure img { width: 100%; height: auto; display: block; }
 figcaption { font-size: 13px; color: #57606a; margin-top: 4px; }
+figcaption .note, p.note { display: block; font-size: 12px; color: #57606a; margin: 4px 0; }
 ul.findings { list-style: none; padding: 0; margin: 0; }
 ul.findings li { padding: 6px 10px; margin-bottom: 6px; border-left: 6px solid;
                  background: #fff; font-size: 14px; }
@@ -135,7 +139,7 @@ def _scalar_metrics(metrics: Mapping[str, Any]) -> str:
     return _table(rows, ("metric", "value"))
 
 
-def _per_class(doc: Mapping[str, Any]) -> str:
+def _per_class(doc: Mapping[str, Any], limit: int) -> str:
     metrics, curves = doc.get("metrics") or {}, doc.get("curves") or {}
     names = list(doc.get("class_names") or [])
     columns: dict[str, list[Any]] = {
@@ -144,8 +148,16 @@ def _per_class(doc: Mapping[str, Any]) -> str:
         if isinstance(metrics.get(key), list)
     }
     matrix = metrics.get("confusion_matrix")
+    counts = None
     if isinstance(matrix, list) and matrix:
-        columns["support"] = [sum(row) for row in matrix]
+        try:
+            counts = np.asarray(matrix, dtype=np.int64)
+        except (TypeError, ValueError):  # ragged or not counts: no support, no ranking
+            counts = None
+        if counts is not None and (counts.ndim != 2 or counts.shape[0] != counts.shape[1]):
+            counts = None
+    if counts is not None:
+        columns["support"] = counts.sum(axis=1).tolist()
     for curve, score, label in (("roc", "auc", "ROC AUC"), ("pr", "ap", "AP")):
         per_class = curves.get(curve) or {}
         if names and all(name in per_class for name in names):
@@ -154,35 +166,61 @@ def _per_class(doc: Mapping[str, Any]) -> str:
         return ""
     size = max(len(values) for values in columns.values())
     names = names if len(names) == size else [str(i) for i in range(size)]
+    rows, note = list(range(size)), ""
+    if size > limit:
+        # The same ranking as the aggregated confusion matrix, so its classes head the table.
+        if counts is not None and counts.shape[0] == size:
+            rows = most_confused(counts, limit).tolist()
+            which = "with the most errors (false negatives + false positives), most first"
+        else:
+            rows = rows[:limit]
+            which = "first"
+        note = (
+            f"<p class=note>The {limit} of {size:,} classes {which}; every class is in "
+            "metrics.json.</p>"
+        )
     head = "".join(f"<th>{escape(label)}</th>" for label in ["class", *columns])
-    body = ""
-    for i, name in enumerate(names):
+    body = []
+    for i in rows:
         cells = "".join(
             f"<td class=num>{fmt(values[i] if i < len(values) else None)}</td>"
             for values in columns.values()
         )
-        body += f"<tr><th>{escape(str(name))}</th>{cells}</tr>"
-    return f"<div><h2>Per class</h2><table><tr>{head}</tr>{body}</table></div>"
+        body.append(f"<tr><th>{escape(str(names[i]))}</th>{cells}</tr>")
+    return f"<div><h2>Per class</h2><table><tr>{head}</tr>{''.join(body)}</table>{note}</div>"
 
 
-def _plots(images: Mapping[str, Path]) -> str:
+def _plots(images: Mapping[str, Path], notes: Mapping[str, str]) -> str:
     figures = []
     for key, path in images.items():
         title = PLOT_TITLES.get(key, key.replace("_", " "))
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         css = " class=wide" if key in WIDE_PLOTS else ""
+        note = f"<span class=note>{escape(notes[key])}</span>" if notes.get(key) else ""
         figures.append(
             f'<figure{css}><img src="data:image/png;base64,{data}" alt="{escape(title)}">'
-            f"<figcaption>{escape(title)}</figcaption></figure>"
+            f"<figcaption>{escape(title)}{note}</figcaption></figure>"
         )
     if not figures:
         return "<h2>Plots</h2><p class=muted>No plots.</p>"
     return f"<h2>Plots</h2><div class=plots>{''.join(figures)}</div>"
 
 
-def _findings(findings: list[Mapping[str, Any]]) -> str:
+SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+def _findings(findings: list[Mapping[str, Any]], limit: int) -> str:
     if not findings:
         return "<h2>Data findings</h2><p class=muted>No findings.</p>"
+    note = ""
+    if len(findings) > limit:
+        note = (
+            f"<p class=note>{limit} of {len(findings):,} findings, errors first; all are in "
+            "metrics.json (data_findings).</p>"
+        )
+        findings = sorted(
+            findings, key=lambda f: SEVERITY_ORDER.get(str(f.get("severity", "info")), 3)
+        )[:limit]
     items = []
     for finding in findings:
         severity = str(finding.get("severity", "info"))
@@ -191,7 +229,7 @@ def _findings(findings: list[Mapping[str, Any]]) -> str:
             f"<li class={css}><span class=badge>{escape(severity)}</span>"
             f"{escape(str(finding.get('message', '')))}</li>"
         )
-    return f"<h2>Data findings</h2><ul class=findings>{''.join(items)}</ul>"
+    return f"<h2>Data findings</h2><ul class=findings>{''.join(items)}</ul>{note}"
 
 
 def _run_metadata(doc: Mapping[str, Any]) -> str:
@@ -244,17 +282,25 @@ def _config(config: Any) -> str:
     )
 
 
-def render_html(document: Mapping[str, Any], images: Mapping[str, Path]) -> str:
-    """The whole report page; `images` maps plot keys (see PLOT_TITLES) to PNG files."""
+def render_html(
+    document: Mapping[str, Any],
+    images: Mapping[str, Path],
+    notes: Mapping[str, str] | None = None,
+    limits: ReportLimits | None = None,
+) -> str:
+    """The whole report page; `images` maps plot keys (see PLOT_TITLES) to PNG files,
+    `notes` plot keys to what the plot left out; `limits` caps the per-class table and
+    the findings listed."""
+    limits = limits or ReportLimits()
     title = f"Evaluation report: {document.get('run_id', 'unknown run')}"
     return (
         "<!DOCTYPE html>\n<html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{escape(str(title))}</title><style>{CSS}</style></head><body>"
         f"{_header(document)}<main>"
-        f"{_findings(list(document.get('data_findings') or []))}"
+        f"{_findings(list(document.get('data_findings') or []), limits.findings)}"
         f"<div class=cols><div><h2>Metrics</h2>{_scalar_metrics(document.get('metrics') or {})}"
-        f"</div>{_per_class(document)}</div>"
-        f"{_plots(images)}{_run_metadata(document)}{_config(document.get('config'))}"
+        f"</div>{_per_class(document, limits.table_classes)}</div>"
+        f"{_plots(images, notes or {})}{_run_metadata(document)}{_config(document.get('config'))}"
         "</main></body></html>\n"
     )

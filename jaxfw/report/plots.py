@@ -15,6 +15,16 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from jaxfw.report.bounds import (
+    ConfusionView,
+    CurvesView,
+    ReportLimits,
+    as_floats,
+    confusion_view,
+    curves_view,
+    even_sample,
+)
+
 DPI = 110
 SINGLE = (6.0, 4.0)  # inches: one panel
 DOUBLE = (10.0, 4.0)  # inches: two panels side by side
@@ -22,6 +32,7 @@ DOUBLE = (10.0, 4.0)  # inches: two panels side by side
 NOT_METRICS = {"loss", "lr", "grad_norm", "samples_per_s", "skipped_steps", "time"}
 SERIES_PREFIXES = ("train", "eval")
 SERIES_STYLE = {"train": "-", "eval": "--"}
+MARKER_POINTS = 200  # series up to this many points get a marker per point
 
 
 def _figure(size: tuple[float, float]) -> Figure:
@@ -77,25 +88,38 @@ def has_training_curves(history: Sequence[Mapping[str, Any]]) -> bool:
     return bool(losses or metrics)
 
 
-def plot_training_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """Loss (left) and quality metrics (right) against step; train solid, eval dashed."""
+def _bounded(series: tuple[list, list], max_points: int) -> tuple[list, list, str | None]:
+    """(steps, values, marker): at most `max_points` evenly spaced steps, first and last
+    kept; a marker per point only while few enough to tell apart."""
+    steps, values = series
+    index = even_sample(len(steps), max_points)
+    steps, values = [steps[i] for i in index], [values[i] for i in index]
+    return steps, values, "." if len(steps) <= MARKER_POINTS else None
+
+
+def plot_training_curves(
+    history: Sequence[Mapping[str, Any]], path: Path, max_points: int | None = None
+) -> Path:
+    """Loss (left) and quality metrics (right) against step; train solid, eval dashed;
+    each series at most `max_points` steps (default `ReportLimits.history_points`)."""
+    max_points = max_points or ReportLimits().history_points
     series = history_series(history)
     losses, metrics = _curve_names(series)
     fig = _figure(DOUBLE)
     loss_ax, metric_ax = fig.subplots(1, 2)
     for key in losses:
-        steps, values = series[key]
+        steps, values, marker = _bounded(series[key], max_points)
         prefix = key.split("/", 1)[0]
-        loss_ax.plot(steps, values, SERIES_STYLE[prefix], marker=".", color="C0", label=key)
+        loss_ax.plot(steps, values, SERIES_STYLE[prefix], marker=marker, color="C0", label=key)
     loss_ax.set(title="Loss", xlabel="step", ylabel="loss")
     for i, name in enumerate(metrics):
         color = f"C{i % 10}"
         for prefix in SERIES_PREFIXES:
             key = f"{prefix}/{name}"
             if key in series:
-                steps, values = series[key]
+                steps, values, marker = _bounded(series[key], max_points)
                 metric_ax.plot(
-                    steps, values, SERIES_STYLE[prefix], marker=".", color=color, label=key
+                    steps, values, SERIES_STYLE[prefix], marker=marker, color=color, label=key
                 )
     metric_ax.set(title="Metrics", xlabel="step", ylabel="value")
     for ax in (loss_ax, metric_ax):
@@ -108,84 +132,126 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: Path) -> Pa
     return _save(fig, path)
 
 
-def plot_confusion_matrix(
-    matrix: Sequence[Sequence[int]], class_names: Sequence[str], path: Path
-) -> Path:
-    """Counts per (true, predicted) class, annotated; darker means more examples."""
-    counts = np.asarray(matrix, dtype=np.int64)
+def confusion_figure(view: ConfusionView, annotate_cells: int) -> Figure:
+    """The confusion matrix as `view` holds it (see `bounds.confusion_view`); darker means
+    more examples; counts written in the cells up to `annotate_cells` rows."""
+    counts, names = view.counts, view.labels
     n = counts.shape[0]
-    names = list(class_names) if len(class_names) == n else [str(i) for i in range(n)]
     side = max(4.5, 0.35 * n + 1.5)
     fig = _figure((side + 1.0, side))
     ax = fig.subplots()
-    peak = max(int(counts.max()), 1) if counts.size else 1
+    # The other/other cell holds most examples (every left-out class's correct ones): it
+    # would wash out the colour scale, so it saturates instead.
+    scaled = counts[:-1, :-1] if view.other else counts
+    peak = max(int(scaled.max()), 1) if scaled.size else 1
     image = ax.imshow(counts, cmap="Blues", vmin=0, vmax=peak)
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="examples")
-    fontsize = max(6.0, 12.0 - n / 3)
-    for (row, col), value in np.ndenumerate(counts):
-        color = "white" if value > peak / 2 else "black"
-        ax.text(col, row, str(value), ha="center", va="center", color=color, fontsize=fontsize)
+    fig.colorbar(image, ax=ax, pad=0.02, label="examples")
+    if n <= annotate_cells:
+        fontsize = max(6.0, 12.0 - n / 3)
+        for (row, col), value in np.ndenumerate(counts):
+            color = "white" if value > peak / 2 else "black"
+            ax.text(col, row, str(value), ha="center", va="center", color=color, fontsize=fontsize)
+    if view.other:
+        ax.axhline(n - 1.5, color="grey", linewidth=1)
+        ax.axvline(n - 1.5, color="grey", linewidth=1)
     rotate = 45 if max((len(name) for name in names), default=0) > 4 else 0
     ax.set_xticks(range(n), names, rotation=rotate, ha="right" if rotate else "center")
     ax.set_yticks(range(n), names)
-    ax.set(title="Confusion matrix", xlabel="predicted class", ylabel="true class")
-    return _save(fig, path)
+    title = "Confusion matrix"
+    if view.other:
+        title += f": {n - 1} of {view.total_classes:,} classes (most errors)"
+    ax.set(title=title, xlabel="predicted class", ylabel="true class")
+    return fig
 
 
-def _plot_per_class_curves(
-    curves: Mapping[str, Mapping[str, Any]],
+def plot_confusion_matrix(
+    matrix: Sequence[Sequence[int]],
+    class_names: Sequence[str],
     path: Path,
-    *,
-    score: str,
-    title: str,
-    xlabel: str,
-    ylabel: str,
-    diagonal: bool,
+    limits: ReportLimits | None = None,
 ) -> Path:
+    """Counts per (true, predicted) class; above `limits.matrix_classes` classes only the
+    most confused ones and "other" (see `bounds.confusion_view`)."""
+    limits = limits or ReportLimits()
+    view = confusion_view(matrix, class_names, limits.matrix_classes, limits.matrix_top_k)
+    return plot_confusion_view(view, path, limits.annotate_cells)
+
+
+def plot_confusion_view(view: ConfusionView, path: Path, annotate_cells: int) -> Path:
+    """`confusion_figure` written to `path`."""
+    return _save(confusion_figure(view, annotate_cells), path)
+
+
+def curves_figure(
+    view: CurvesView, *, title: str, xlabel: str, ylabel: str, diagonal: bool
+) -> Figure:
+    """One line per drawn class with its score in the legend, the macro average (black,
+    thick) when classes were left out, and the chance diagonal for ROC."""
+    step = view.score == "ap"
     fig = _figure(SINGLE)
     ax = fig.subplots()
-    for name, curve in curves.items():
-        x = [as_float(v) for v in curve.get("x", [])]
-        y = [as_float(v) for v in curve.get("y", [])]
-        value = as_float(curve.get(score))
-        label = f"{name} ({score.upper()} {value:.3f})" if math.isfinite(value) else str(name)
-        ax.plot(x, y, linewidth=1.5, label=label, drawstyle="steps-post" if score == "ap" else None)
+    for name, (x, y, value) in view.drawn.items():
+        label = f"{name} ({view.score.upper()} {value:.3f})" if math.isfinite(value) else str(name)
+        ax.plot(x, y, linewidth=1.5, label=label, drawstyle="steps-post" if step else None)
+    if view.macro is not None:
+        x, y, value = view.macro
+        ax.plot(
+            x,
+            y,
+            color="black",
+            linewidth=2.5,
+            label=f"macro average of {view.total_classes:,} ({view.score.upper()} {value:.3f})",
+            drawstyle="steps-post" if step else None,
+        )
+        title += f": {len(view.drawn)} of {view.total_classes:,} classes"
     if diagonal:
         ax.plot([0, 1], [0, 1], ":", color="grey", linewidth=1, label="chance")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
     ax.grid(alpha=0.3)
+    lines = len(view.drawn) + (view.macro is not None)
     ax.legend(
-        fontsize="x-small" if len(curves) > 4 else "small",
-        ncol=2 if len(curves) > 6 else 1,
+        fontsize="x-small" if lines > 4 else "small",
+        ncol=2 if lines > 6 else 1,
         loc="lower right" if diagonal else "lower left",
     )
-    return _save(fig, path)
+    return fig
 
 
-def plot_roc(curves: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
-    """One ROC curve per class (one-vs-rest) with its AUC, and the chance diagonal."""
-    return _plot_per_class_curves(
-        curves,
-        path,
-        score="auc",
-        title="ROC curves (one vs rest)",
-        xlabel="false positive rate",
-        ylabel="true positive rate",
-        diagonal=True,
-    )
+CURVE_STYLES = {
+    "auc": {
+        "title": "ROC curves (one vs rest)",
+        "xlabel": "false positive rate",
+        "ylabel": "true positive rate",
+        "diagonal": True,
+    },
+    "ap": {
+        "title": "Precision-recall curves",
+        "xlabel": "recall",
+        "ylabel": "precision",
+        "diagonal": False,
+    },
+}
 
 
-def plot_pr(curves: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
-    """One precision-recall curve per class with its average precision."""
-    return _plot_per_class_curves(
-        curves,
-        path,
-        score="ap",
-        title="Precision-recall curves",
-        xlabel="recall",
-        ylabel="precision",
-        diagonal=False,
-    )
+def plot_curves(view: CurvesView, path: Path) -> Path:
+    """ROC (`view.score` "auc") or precision-recall ("ap") curves as `view` holds them."""
+    return _save(curves_figure(view, **CURVE_STYLES[view.score]), path)
+
+
+def plot_roc(
+    curves: Mapping[str, Mapping[str, Any]], path: Path, limits: ReportLimits | None = None
+) -> Path:
+    """One ROC curve per class (one-vs-rest) with its AUC, and the chance diagonal; above
+    `limits.curve_classes` classes, the macro average and the lowest-AUC classes."""
+    return plot_curves(curves_view(curves, "auc", limits or ReportLimits(), step=False), path)
+
+
+def plot_pr(
+    curves: Mapping[str, Mapping[str, Any]], path: Path, limits: ReportLimits | None = None
+) -> Path:
+    """One precision-recall curve per class with its average precision; above
+    `limits.curve_classes` classes, the macro average and the lowest-AP classes."""
+    return plot_curves(curves_view(curves, "ap", limits or ReportLimits(), step=True), path)
 
 
 def plot_reliability(
@@ -227,12 +293,15 @@ def plot_reliability(
     return _save(fig, path)
 
 
-def plot_residuals(predictions: Sequence[Any], targets: Sequence[Any], path: Path) -> Path:
-    """Residual (target - prediction) against prediction (left) and their histogram (right)."""
-    pred = np.asarray([as_float(p) for p in predictions])
-    target = np.asarray([as_float(t) for t in targets])
+def plot_residuals(
+    predictions: Sequence[Any], targets: Sequence[Any], path: Path, max_points: int | None = None
+) -> Path:
+    """Residual (target - prediction) against prediction (left) and their histogram (right),
+    over at most `max_points` evenly spaced rows (default `ReportLimits.residual_points`)."""
+    pred, target = as_floats(predictions), as_floats(targets)
     size = min(pred.size, target.size)
-    pred, residual = pred[:size], target[:size] - pred[:size]
+    index = even_sample(size, max_points or ReportLimits().residual_points)
+    pred, residual = pred[index], target[index] - pred[index]
     finite = np.isfinite(pred) & np.isfinite(residual)
     fig = _figure(DOUBLE)
     scatter_ax, hist_ax = fig.subplots(1, 2)
