@@ -101,6 +101,7 @@ class Loop:
         self.settings = _plain(OmegaConf.to_container(self.cfg, resolve=True))
         self._processes = jax.process_count()
         self._host_is_device = jax.default_backend() == "cpu"
+        self.current_step: int | None = None  # the last step dispatched (for Ctrl-C)
 
     def run(self, state: TrainState, start_step: int) -> tuple[TrainState, str]:
         """Train from `start_step` to trainer.steps; returns the state and the status
@@ -144,6 +145,7 @@ class Loop:
                     last_log_time, last_log_step = time.perf_counter(), step
                     self.feed.read_seconds = 0.0
                 self.progress.update(step)
+                self.current_step = step
                 if step % tc.log_every == 0 or step == tc.steps:
                     record = self._drain(pending)
                     pending = []

@@ -109,8 +109,12 @@ class RunOutputs:
             self._batch_log.write(step, {"batch/crc32": batch_checksum(batch)})
 
     def finish(self, status: str, **fields: Any) -> None:
-        self._writers.close()
-        if self._batch_log is not None:
-            self._batch_log.close()
-        if self._record is not None:
-            self._record.finish(status, **fields)
+        """Close the files and record the status; run.json is written even when closing
+        a writer fails (e.g. its last flush on a full disk)."""
+        try:
+            self._writers.close()
+            if self._batch_log is not None:
+                self._batch_log.close()
+        finally:
+            if self._record is not None:
+                self._record.finish(status, **fields)

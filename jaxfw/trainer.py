@@ -6,9 +6,11 @@ loop (jaxfw/loop.py), evaluate the best checkpoint on the test split, close the 
     loop: log, evaluate, checkpoint, preemption, nan policy      (jaxfw/loop.py)
 """
 
+import contextlib
 import json
 import logging
 import os
+import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +28,18 @@ from jaxfw.data import format_finding, validate_data
 from jaxfw.distributed import distributed_settings, initialize
 from jaxfw.errors import UserError
 from jaxfw.evaluation import evaluation_document, write_evaluation
+from jaxfw.failures import RunFailed, environment_failure, interrupted
 from jaxfw.feed import StepFeed
 from jaxfw.loop import BestTracker, Loop, LoopState
 from jaxfw.observe import RUN_FILE, make_progress
 from jaxfw.resume import config_identity, find_unfinished_run, resume_source
+from jaxfw.run_guard import (
+    RunLock,
+    check_run_dir,
+    check_writable,
+    clean_up_failed_start,
+    failed_before_start,
+)
 from jaxfw.run_outputs import RunOutputs
 from jaxfw.state import TrainState
 
@@ -62,15 +72,20 @@ def choose_run_dir(cfg: DictConfig, resolved: DictConfig, run_dir: str | Path | 
     if run_dir is not None:
         return Path(run_dir)
     chosen = Path(resolved.run_dir)
+    if not _uses_default_run_dir(cfg):
+        return chosen
     if (
-        _uses_default_run_dir(cfg)
-        and resolved.trainer.resume == "auto"
+        resolved.trainer.resume == "auto"
         and resolved.checkpoint.enabled
         and resolved.logger.enabled
     ):
         found = find_unfinished_run(chosen.parent, config_identity(resolved))
         if found is not None:
             return found
+    if _completed(chosen):
+        # The same composed config trained again (a notebook cell run twice): its
+        # time-stamped dir was fixed at compose time, but this is a new run.
+        return chosen.with_name(f"{chosen.name}-{secrets.token_hex(2)}")
     return chosen
 
 
@@ -119,12 +134,21 @@ def make_feed(cfg: DictConfig, parts: Parts) -> StepFeed:
     return StepFeed(parts.train_batches(cfg), place, prefetch=prefetch)
 
 
-def _unfinished(run_path: Path) -> bool:
-    """A run.json in this dir of a run that did not complete (it died early)."""
+def _status(run_path: Path) -> str | None:
     try:
-        return json.loads((run_path / RUN_FILE).read_text()).get("status") != "completed"
-    except (OSError, ValueError):
-        return False
+        return json.loads((run_path / RUN_FILE).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _completed(run_path: Path) -> bool:
+    return _status(run_path) == "completed"
+
+
+def _unfinished(run_path: Path) -> bool:
+    """A run.json in this dir of a run that started training and did not complete."""
+    status = _status(run_path)
+    return status not in (None, "completed") and not failed_before_start(run_path)
 
 
 def _check_data(cfg: DictConfig, parts: Parts, run_path: Path) -> None:
@@ -147,34 +171,61 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     """Train the config's model; write the run directory; return the final state.
 
     `run_dir` defaults to the config's `run_dir`. Raises UserError for config or data
-    mistakes before any training starts.
+    mistakes before any training starts, RunFailed (a UserError) when the machine stops
+    the run (disk full, a folder not writable) and RunInterrupted (a KeyboardInterrupt)
+    on Ctrl-C; run.json records each.
     """
     t0 = time.perf_counter()
     resolved = resolve_config(cfg)
     # Before any JAX computation: a multi-process job connects its processes here.
     xla_flags.configure()  # in effect only if no JAX computation ran yet in this process
     initialize(distributed_settings(resolved.distributed, os.environ))
-    cache = enable_compile_cache(resolved.trainer.compile_cache)
     run_path = choose_run_dir(cfg, resolved, run_dir)
     cfg = resolved
     cfg.run_dir = str(run_path)
-    identity = config_identity(cfg)  # before the data fills in model.num_outputs
+    # One writer per run dir: process 0 of the job, and only if it writes anything.
+    lock = None
+    if cfg.logger.enabled and jax.process_index() == 0:
+        check_run_dir(run_path)
+        check_writable(run_path)
+        lock = RunLock(run_path).acquire()
+    try:
+        return _train_locked(cfg, run_path, t0)
+    finally:
+        if lock is not None:
+            lock.release()
 
-    parts = build_parts(cfg)
-    _check_data(cfg, parts, run_path)
-    feed = make_feed(cfg, parts)
-    state = parts.init_state()
+
+def _train_locked(cfg: DictConfig, run_path: Path, t0: float) -> TrainResult:
+    cache = enable_compile_cache(cfg.trainer.compile_cache)
+    identity = config_identity(cfg)  # before the data fills in model.num_outputs
     checkpointer = None
-    if cfg.checkpoint.enabled and cfg.logger.enabled:
-        checkpointer = Checkpointer(
-            run_path / CHECKPOINT_DIR,
-            keep_last=cfg.checkpoint.keep_last,
-            keep_best=cfg.checkpoint.keep_best,
-            metric=cfg.task.best_metric,
-            mode=cfg.task.best_mode,
-            async_save=cfg.checkpoint.async_save,
-        )
-    state, start_step, meta, lineage = _restore(cfg, parts, state, feed, checkpointer)
+    try:
+        parts = build_parts(cfg)
+        _check_data(cfg, parts, run_path)
+        feed = make_feed(cfg, parts)
+        state = parts.init_state()
+        if cfg.checkpoint.enabled and cfg.logger.enabled:
+            checkpointer = Checkpointer(
+                run_path / CHECKPOINT_DIR,
+                keep_last=cfg.checkpoint.keep_last,
+                keep_best=cfg.checkpoint.keep_best,
+                metric=cfg.task.best_metric,
+                mode=cfg.task.best_mode,
+                async_save=cfg.checkpoint.async_save,
+            )
+        state, start_step, meta, lineage = _restore(cfg, parts, state, feed, checkpointer)
+    except BaseException as exc:
+        if checkpointer is not None:
+            with contextlib.suppress(Exception):
+                checkpointer.close()
+        cache.close()
+        failure = environment_failure(exc, run_path, None)
+        if cfg.logger.enabled and jax.process_index() == 0:
+            clean_up_failed_start(run_path, str(failure or exc) or type(exc).__name__)
+        if failure is not None:
+            raise failure from exc
+        raise
     # The same run continues in its own dir: from a checkpoint, or from step 0 when it was
     # killed before its first save completed (its files then restart without duplicates).
     resumed_own = lineage is None and (start_step > 0 or _unfinished(run_path))
@@ -226,13 +277,11 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
         if status == "completed":
             final.update(_test_metrics(loop, state, checkpointer))
     except BaseException as exc:
-        progress.close()
-        if checkpointer is not None:
-            checkpointer.close()
-        cache.close()
-        failed = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        outputs.finish(failed, error=f"{type(exc).__name__}: {exc}")
-        raise
+        progress.close(finished=False)
+        raised = _record_failure(exc, cfg, loop, checkpointer, outputs, cache)
+        if raised is exc:
+            raise
+        raise raised from exc
     if checkpointer is not None:
         checkpointer.close()
     cache.close()
@@ -248,6 +297,45 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
     return TrainResult(
         state, outputs.history, final, run_path, cfg, carry.best.as_dict(), status, run_id
     )
+
+
+def _record_failure(
+    exc: BaseException,
+    cfg: DictConfig,
+    loop: Loop,
+    checkpointer: Checkpointer | None,
+    outputs: RunOutputs,
+    cache: Any,
+) -> BaseException:
+    """Close what the run holds, record in run.json why it stopped, and return the
+    exception to raise: one sentence for Ctrl-C and for the machine's failures."""
+    last = None
+    if checkpointer is not None:
+        try:
+            checkpointer.close()  # waits for a save in flight; it may fail the same way
+        except Exception as close_error:  # the run's own failure is the one to report
+            log.debug("checkpointer close after failure: %s", close_error)
+        with contextlib.suppress(Exception):
+            last = checkpointer.latest_step()
+    with contextlib.suppress(Exception):
+        cache.close()
+    if isinstance(exc, KeyboardInterrupt):
+        raised: BaseException = interrupted(loop.current_step, cfg.trainer.steps, last)
+        status = "interrupted"
+    else:
+        raised = environment_failure(exc, Path(cfg.run_dir), last) or exc
+        status = "failed"
+    reason = str(raised) if isinstance(raised, RunFailed | KeyboardInterrupt) else None
+    try:
+        outputs.finish(
+            status,
+            error=reason or f"{type(exc).__name__}: {exc}",
+            stopped_at_step=loop.current_step,
+            last_checkpoint_step=last,
+        )
+    except OSError as record_error:  # e.g. the disk is full: run.json cannot be written
+        log.warning("could not record the run's status in run.json: %s", record_error)
+    return raised
 
 
 def _test_metrics(

@@ -114,6 +114,8 @@ def test_generate_streams_and_stops_cleanly_on_ctrl_c(lm_run):
         [sys.executable, "-m", "jaxfw.cli.generate", str(lm_run), "--prompt", "def ",
          "--max-new-tokens", "1000000", "--temperature", "0.8"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        # A test runner started in the background ignores SIGINT, and so would the child.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     received, deadline = b"", time.monotonic() + 240  # a guard against a hang, not a timing check
     try:

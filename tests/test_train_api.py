@@ -186,8 +186,11 @@ def test_steps_per_execution_trains_like_single_steps(short_run, tmp_path):
     ]
     result = jaxfw.train(jaxfw.compose("digits_mlp", overrides), run_dir=tmp_path)
     assert int(result.state.step) == 40
+    # Another compiled program (a scan over 8 steps) rounds differently, in a way that
+    # depends on the CPU, and Adam amplifies it; a wrong batch or a lost step moves the
+    # parameters by ~lr (1e-3) instead.
     for a, b in zip(_leaves(short_run.state.params), _leaves(result.state.params), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5)
     steps_of = lambda key, history: [r["step"] for r in history if key in r]  # noqa: E731
     for key in ("train/loss", "eval/accuracy"):
         assert steps_of(key, result.history) == steps_of(key, short_run.history)

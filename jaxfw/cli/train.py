@@ -6,11 +6,22 @@
 
 Overrides are checked before Hydra starts a job, so a typo, a wrong type or an
 unknown option ends with one line naming the bad value, exit code 2, no traceback.
+Exit codes: 0 done (or preempted: the same command resumes), 1 the machine stopped the
+run (disk full, a folder not writable) or a sweep had failed jobs, 2 a user mistake,
+3 trainer.nan_policy=raise stopped the run, 130 Ctrl-C.
+
+The run dir is checked before Hydra writes into it: a folder that is not a jaxfw run is
+refused, and an existing run keeps its `.hydra/` record of the command that made it.
 """
 
 import importlib.util
+import json
+import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -21,17 +32,21 @@ from omegaconf import DictConfig
 
 from jaxfw import xla_flags
 from jaxfw.config.compose import PRIMARY_CONFIG, compose, register_configs
-from jaxfw.config.errors import translate_config_error
+from jaxfw.config.errors import quoted_override, translate_config_error
 from jaxfw.config.paths import conf_dir
 from jaxfw.config.validate import validate_config
 from jaxfw.errors import UserError
+from jaxfw.failures import INTERRUPTED_EXIT, RunFailed
+from jaxfw.run_guard import check_run_dir, check_writable, is_run_dir, lock_holder
 
 PROG = "jaxfw-train"
 USER_ERROR_EXIT = 2
 NON_FINITE_EXIT = 3  # trainer.nan_policy=raise stopped the run
+SWEEP_FAILED_EXIT = 1
+SWEEP_SUMMARY = "sweep_summary.json"
 
 
-def _fail(exc: UserError, code: int = USER_ERROR_EXIT) -> None:
+def _fail(exc: BaseException, code: int = USER_ERROR_EXIT) -> None:
     print(f"{PROG}: error: {exc}", file=sys.stderr)
     sys.exit(code)
 
@@ -94,17 +109,118 @@ def _resume_dir_override(argv: Sequence[str], configs: list[DictConfig]) -> list
     return [] if str(found) == resolved.run_dir else [f"hydra.run.dir={found}"]
 
 
-def _run_job(cfg: DictConfig) -> None:
+def _override_value(overrides: Sequence[str], key: str) -> str | None:
+    values = [o.partition("=")[2] for o in overrides if o.partition("=")[0].lstrip("+") == key]
+    return values[-1] if values else None
+
+
+def _check_run_dir(argv: Sequence[str], configs: list[DictConfig]) -> list[str]:
+    """Refuse a run dir that is not writable, not a jaxfw run, or in use, before Hydra
+    writes its `.hydra/` there; for an existing run, keep the `.hydra/` it has (a failed
+    rerun must not rewrite it). Returns the overrides to add."""
+    args = get_args_parser().parse_args(list(argv))
+    if args.multirun or len(configs) != 1 or not configs[0].logger.enabled:
+        return []
+    placed = _override_value(args.overrides, "hydra.run.dir")
+    if placed is None:
+        from jaxfw.build import resolve_config
+
+        placed = resolve_config(configs[0]).run_dir
+    if "${" in placed:  # an interpolation Hydra resolves at launch: a new, unique dir
+        return []
+    check_run_dir(placed)  # the text: an empty one means the current folder
+    path = Path(placed)
+    check_writable(path)
+    holder = lock_holder(path)
+    if holder is not None:
+        raise UserError(
+            f"Run dir '{path}' is in use by another jaxfw process (pid {holder.get('pid')} on "
+            f"{holder.get('hostname')}); wait for it to finish, or give this run another run_dir."
+        )
+    return ["hydra.output_subdir=null"] if is_run_dir(path) else []
+
+
+# The jobs of a sweep run in this process (Hydra's basic launcher): each one's outcome.
+_sweep_jobs: list[dict[str, Any]] = []
+
+
+def _train_job(cfg: DictConfig) -> Any:
+    """Train; one sentence and an exit code for every way it can stop early."""
     # Imported after the checks: JAX loads only for real work.
     from jaxfw.loop import NonFiniteError
     from jaxfw.trainer import train
 
     try:
-        result = train(cfg, run_dir=HydraConfig.get().runtime.output_dir)
+        return train(cfg, run_dir=HydraConfig.get().runtime.output_dir)
+    except KeyboardInterrupt as exc:
+        _fail(exc if str(exc) else "Interrupted (Ctrl-C).", INTERRUPTED_EXIT)
     except NonFiniteError as exc:
         _fail(exc, NON_FINITE_EXIT)
+    except RunFailed as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # run.json and the checkpoints are closed; Orbax's I/O threads may still be
+        # winding down after the failed write, and at interpreter exit they print
+        # tracebacks ("Event loop is closed"). Nothing is left to clean up.
+        os._exit(exc.exit_code)
     except UserError as exc:
         _fail(exc)
+
+
+def _run_job(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode.name != "MULTIRUN":
+        _report(_train_job(cfg))
+        return
+    # In a sweep a failed job is recorded and the sweep goes on; Ctrl-C stops it all.
+    job = {
+        "job": hydra_cfg.job.num,
+        "overrides": list(hydra_cfg.overrides.task),
+        "run_dir": hydra_cfg.runtime.output_dir,
+        "sweep_dir": hydra_cfg.sweep.dir,
+    }
+    try:
+        result = _train_job(cfg)
+    except SystemExit as exc:
+        if exc.code == INTERRUPTED_EXIT:
+            raise
+        _sweep_jobs.append({**job, "status": "failed", "exit_code": exc.code})
+        return
+    except Exception as exc:  # a bug: keep its traceback, and the rest of the sweep
+        import traceback
+
+        traceback.print_exc()
+        _sweep_jobs.append({**job, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
+        return
+    _sweep_jobs.append({**job, "status": result.status, "metrics": result.metrics})
+    _report(result)
+
+
+def _finish_sweep() -> None:
+    """Write the sweep's summary next to its jobs; exit 1 if any job failed."""
+    if not _sweep_jobs:
+        return
+    failed = [job for job in _sweep_jobs if job["status"] == "failed"]
+    sweep_dir = Path(_sweep_jobs[0]["sweep_dir"])
+    summary = {"jobs": len(_sweep_jobs), "failed": len(failed), "runs": _sweep_jobs}
+    try:
+        (sweep_dir / SWEEP_SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    except OSError as exc:
+        print(f"{PROG}: could not write {sweep_dir / SWEEP_SUMMARY}: {exc}", file=sys.stderr)
+    if not failed:
+        print(f"sweep: all {len(_sweep_jobs)} jobs completed  {sweep_dir}")
+        return
+    names = "; ".join(f"job {job['job']} ({' '.join(job['overrides'])})" for job in failed)
+    print(
+        f"{PROG}: error: {len(failed)} of {len(_sweep_jobs)} sweep jobs failed: {names} "
+        f"(see {sweep_dir / SWEEP_SUMMARY}).",
+        file=sys.stderr,
+    )
+    sys.exit(SWEEP_FAILED_EXIT)
+
+
+def _report(result: Any) -> None:
     if result.status == "preempted":
         step = int(result.state.step)
         print(f"preempted at step {step}; the same command resumes it  run_dir {result.run_dir}")
@@ -115,16 +231,28 @@ def _run_job(cfg: DictConfig) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Hydra reads a non-ASCII word (name=café) only quoted; quote it for the user.
+    argv = [quoted_override(arg) or arg for arg in argv]
     xla_flags.configure()  # before JAX starts its backend
+    # A log line that cannot be written (train.log on a full disk) is dropped instead of
+    # printing a traceback per line; the run's own failure is reported in one sentence.
+    logging.raiseExceptions = False
     register_configs()
     try:
-        argv += _resume_dir_override(argv, check_overrides(argv))
+        configs = check_overrides(argv)
+        argv += _resume_dir_override(argv, configs)
+        argv += _check_run_dir(argv, configs)
     except UserError as exc:
         _fail(exc)
     sys.argv = [PROG, *argv]
-    hydra.main(config_path=str(conf_dir()), config_name=PRIMARY_CONFIG, version_base="1.3")(
-        _run_job
-    )()
+    _sweep_jobs.clear()
+    try:
+        hydra.main(config_path=str(conf_dir()), config_name=PRIMARY_CONFIG, version_base="1.3")(
+            _run_job
+        )()
+    except KeyboardInterrupt:  # outside a job (Hydra's own set-up), or between jobs
+        _fail("Interrupted (Ctrl-C).", INTERRUPTED_EXIT)
+    _finish_sweep()
 
 
 if __name__ == "__main__":

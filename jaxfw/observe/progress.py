@@ -38,7 +38,7 @@ class Progress(Protocol):
 
     def message(self, text: str) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, finished: bool = True) -> None: ...
 
 
 def make_progress(
@@ -101,7 +101,7 @@ class _Lifecycle:
     def start(self, step: int = 0) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
-    def close(self) -> None:  # pragma: no cover - overridden
+    def close(self, finished: bool = True) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
 
     def __enter__(self) -> Self:
@@ -132,7 +132,7 @@ class NullProgress(_Lifecycle):
     def message(self, text: str) -> None:
         pass
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         pass
 
 
@@ -185,11 +185,12 @@ class LogProgress(_Lifecycle):
     def message(self, text: str) -> None:
         self._write(text)
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        """`finished=False`: the run stopped early (an error, Ctrl-C); no "done" line."""
         if self._closed:
             return
         self._closed = True
-        if self._next_heartbeat == math.inf:  # never started
+        if self._next_heartbeat == math.inf or not finished:  # never started, or failed
             return
         elapsed = self._clock() - self._start_time
         steps = self._step - self._start_step
@@ -292,7 +293,7 @@ class BarProgress(_Lifecycle):
         # markup=False: eval reports may contain "[...]" that rich would eat as markup.
         self._progress.console.print(text, markup=False, highlight=False)
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
         if self._closed:
             return
         self._closed = True
