@@ -8,6 +8,10 @@ Saves are asynchronous (training goes on while the bytes are written) and atomic
 Orbax writes into `<step>.orbax-checkpoint-tmp` and renames when complete, so a
 process killed mid-save leaves nothing that restore would pick up. Retention keeps
 the latest `keep_last` plus the best `keep_best` by the task's metric.
+
+Verified: `meta` records a digest of each array of the state (computed on the devices,
+jaxfw/checkpoint_digest.py) and a SHA-256 of each process's data iterator state; a
+restore recomputes them, so bytes flipped on disk are caught instead of resumed from.
 """
 
 import logging
@@ -18,9 +22,12 @@ from typing import Any
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
+from jaxfw import checkpoint_digest as digest
 from jaxfw.errors import UserError
 
 log = logging.getLogger("jaxfw")
@@ -29,10 +36,45 @@ ITEMS = ("state", "data", "meta")
 # Orbax's words for a checkpoint that reads fine but has other shapes or structure.
 _MISMATCH = ("not compatible with the stored shape", "Topology mismatch", "tree structure")
 CHECKPOINT_DIR = "checkpoints"
+# The meta key: {"algorithm", "state": {array: digest}, "dtypes": {array: dtype},
+# "data": [sha256 of each process's data position]}.
+CHECKSUMS = "checksums"
 
 
 class NoCheckpoint(UserError):
     """No readable checkpoint where one was asked for."""
+
+
+class _SavedPosition:
+    """A data iterator's state captured once, for Grain's checkpoint handler (which
+    writes a non-Grain iterator's `get_state()` bytes as they are): the file then holds
+    exactly the bytes whose hash is recorded."""
+
+    def __init__(self, state: bytes) -> None:
+        self._state = state
+
+    def get_state(self) -> bytes:
+        return self._state
+
+
+def _data_hashes(position: bytes) -> list[str]:
+    """The SHA-256 of every process's data iterator state, in process order (`meta` is
+    written by the first process only, and every process verifies all of them so that
+    they all agree on whether a checkpoint is good)."""
+    mine = digest.sha256(position)
+    if jax.process_count() == 1:
+        return [mine]
+    gathered = multihost_utils.process_allgather(np.frombuffer(bytes.fromhex(mine), np.uint8))
+    return [bytes(row).hex() for row in np.asarray(gathered).reshape(jax.process_count(), -1)]
+
+
+def _mismatch(names: list[str]) -> str:
+    if len(names) == 1:
+        return f"array {names[0]} does not match the checksum recorded when it was saved"
+    return (
+        f"arrays {names[0]} and {len(names) - 1} more do not match the checksums recorded "
+        "when it was saved"
+    )
 
 
 def _preservation(keep_last: int, keep_best: int, metric: str, mode: str) -> Any:
@@ -74,6 +116,10 @@ class Checkpointer:
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
         self.last_save_time = time.monotonic()
+        # Steps `restore` passed over as unreadable or corrupted: a resumed run that gets
+        # there again writes them anew rather than keep the bad copy (it could be the
+        # best one, and the test split is scored on the best).
+        self._bad_steps: set[int] = set()
 
     # ----------------------------------------------------------------- saving
     def save(
@@ -88,7 +134,10 @@ class Checkpointer:
     ) -> None:
         """Start writing checkpoint `step`; with `wait`, return only once it is complete."""
         if step in self._manager.all_steps():
-            return  # e.g. the final save right after a grid save at the same step
+            if step not in self._bad_steps:
+                return  # e.g. the final save right after a grid save at the same step
+            self._manager.delete(step)
+            self._bad_steps.discard(step)
         # Retention ranks checkpoints by the metric; those without it are kept only while
         # they are among the latest.
         ranked = (
@@ -96,12 +145,21 @@ class Checkpointer:
             if metrics and self.metric in metrics
             else None
         )
+        # Digested on the devices; only the digests come to the host (one small transfer,
+        # no copy of the state: saves stay asynchronous).
+        position = digest.data_state_bytes(data_iterator)
+        checksums = {
+            "algorithm": digest.ALGORITHM,
+            "state": digest.state_digest(state),
+            "dtypes": digest.state_dtypes(state),
+            "data": _data_hashes(position),
+        }
         self._manager.save(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardSave(state),
-                data=grain.checkpoint.CheckpointSave(data_iterator),
-                meta=ocp.args.JsonSave(dict(meta)),
+                data=grain.checkpoint.CheckpointSave(_SavedPosition(position)),
+                meta=ocp.args.JsonSave({**meta, CHECKSUMS: checksums}),
             ),
             metrics=ranked,
             force=True,
@@ -150,8 +208,10 @@ class Checkpointer:
         """Restore `step` (default: the latest readable one) onto `abstract_state`'s
         shapes and shardings, and move `data_iterator` to where that step left off.
 
-        An unreadable checkpoint (truncated, corrupted) is reported in one line and the
-        next older one is tried, unless `step` was asked for explicitly.
+        An unreadable checkpoint (truncated, corrupted) or one that fails verification
+        (its arrays or data position differ from the checksums recorded when it was
+        written) is reported in one line and the next older one is tried, unless `step`
+        was asked for explicitly.
         """
         candidates = [step] if step is not None else list(reversed(self.steps()))
         if not candidates:
@@ -184,11 +244,25 @@ class Checkpointer:
                     "checkpoint step %d in %s is unreadable, trying an older one (%s)",
                     candidate, self.directory, reason,
                 )  # fmt: skip
+                self._bad_steps.add(candidate)
                 continue
-            return candidate, raw_keys(restored.state), dict(restored.meta)
+            meta = dict(restored.meta)
+            problem = self._verify(candidate, meta, restored.state, data=True)
+            if problem is not None:
+                if step is not None:
+                    raise self._failed(candidate, problem)
+                reason = f"failed verification: {problem}"
+                log.warning(
+                    "checkpoint step %d in %s failed verification, trying an older one (%s)",
+                    candidate, self.directory, problem,
+                )  # fmt: skip
+                self._bad_steps.add(candidate)
+                continue
+            meta.pop(CHECKSUMS, None)
+            return candidate, raw_keys(restored.state), meta
         raise NoCheckpoint(
-            f"No readable checkpoint in {self.directory} (tried steps {candidates}; last error: "
-            f"{reason})."
+            f"No readable and verified checkpoint in {self.directory} (tried steps "
+            f"{candidates}; last error: {reason})."
         )
 
     def restore_saved_state(self, step: int) -> Any:
@@ -202,11 +276,64 @@ class Checkpointer:
         return self.restore_state(target, step)
 
     def restore_state(self, abstract_state: Any, step: int) -> Any:
-        """Only the TrainState of checkpoint `step` (e.g. the best one, for evaluation)."""
+        """Only the TrainState of checkpoint `step` (e.g. the best one, for evaluation);
+        a NoCheckpoint error if it fails verification."""
         restored = self._manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+            ),
         )
+        problem = self._verify(step, dict(restored.meta), restored.state, data=False)
+        if problem is not None:
+            raise self._failed(step, problem)
         return raw_keys(restored.state)
+
+    # ------------------------------------------------------------ verification
+    def _verify(self, step: int, meta: dict[str, Any], state: Any, *, data: bool) -> str | None:
+        """What is wrong with checkpoint `step` per the checksums in its `meta` (None:
+        nothing, or it has none to check)."""
+        checksums = meta.get(CHECKSUMS)
+        if not checksums:  # written before checksums were recorded: restored as before
+            log.debug("checkpoint step %d in %s has no checksums to verify", step, self.directory)
+            return None
+        if checksums.get("algorithm") != digest.ALGORITHM:  # by a later version of jaxfw
+            log.debug(
+                "checkpoint step %d in %s has checksums of another kind (%s), not verified",
+                step, self.directory, checksums.get("algorithm"),
+            )  # fmt: skip
+            return None
+        if data:
+            hashes = checksums["data"]
+            for index, expected in enumerate(hashes):
+                # Where Grain's handler writes each process's position.
+                name = f"process_{index}-of-{len(hashes)}.json"
+                path = self.directory / str(step) / "data" / name
+                if not path.is_file() or digest.sha256(path.read_bytes()) != expected:
+                    return f"its data iterator state (process {index}) does not match its checksum"
+        recorded, computed = dict(checksums["state"]), digest.state_digest(state)
+        saved_dtypes = checksums.get("dtypes", {})
+        cast = [
+            name
+            for name, dtype in digest.state_dtypes(state).items()
+            if saved_dtypes.get(name, dtype) != dtype
+        ]
+        if cast:  # restored onto another dtype on purpose (Orbax casts): other bits, not rot
+            log.debug(
+                "checkpoint step %d: %d arrays restored as another dtype are not verified (%s)",
+                step, len(cast), cast[0],
+            )  # fmt: skip
+        for name in cast:
+            recorded.pop(name, None)
+            computed.pop(name)
+        bad = digest.mismatched(recorded, computed)
+        return _mismatch(bad) if bad else None
+
+    def _failed(self, step: int, problem: str) -> NoCheckpoint:
+        return NoCheckpoint(
+            f"Checkpoint step {step} in {self.directory} failed verification: {problem}, so it "
+            "is corrupted; use another checkpoint."
+        )
 
 
 def _is_typed_key(leaf: Any) -> bool:
