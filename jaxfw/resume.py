@@ -86,6 +86,11 @@ def resume_source(spec: str) -> ResumeSource:
             f"trainer.resume='{spec}' is neither auto, never, nor an existing run or "
             "checkpoint directory."
         )
+    if not path.is_dir():
+        raise UserError(
+            f"trainer.resume='{spec}' is a file; give a run dir, its '{CHECKPOINT_DIR}' dir "
+            f"or a '{CHECKPOINT_DIR}/<step>' dir."
+        )
     if (path / CHECKPOINT_DIR).is_dir():
         return ResumeSource(path / CHECKPOINT_DIR, None)
     if path.name.isdigit() and (path / "state").is_dir():

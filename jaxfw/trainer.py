@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxfw import xla_flags
 from jaxfw.build import Parts, build_parts, resolve_config
-from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
+from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, NoCheckpoint, abstract_like
 from jaxfw.compile_cache import enable_compile_cache
 from jaxfw.config.schema import Config
 from jaxfw.data import format_finding, validate_data
@@ -201,6 +201,8 @@ def _train_locked(cfg: DictConfig, run_path: Path, t0: float) -> TrainResult:
     identity = config_identity(cfg)  # before the data fills in model.num_outputs
     checkpointer = None
     try:
+        if cfg.trainer.resume not in ("auto", "never"):
+            resume_source(cfg.trainer.resume)  # a bad path fails before the data loads
         parts = build_parts(cfg)
         _check_data(cfg, parts, run_path)
         feed = make_feed(cfg, parts)
@@ -347,7 +349,11 @@ def _test_metrics(
     best_step = checkpointer.best_step() if checkpointer is not None else None
     kind = "best" if best_step is not None else "final"
     if checkpointer is not None and best_step is not None and best_step != step:
-        state = checkpointer.restore_state(abstract_like(state), best_step)
+        try:
+            state = checkpointer.restore_state(abstract_like(state), best_step)
+        except NoCheckpoint as exc:  # e.g. the best checkpoint rotted on disk since
+            log.warning("%s Scoring the final state instead.", exc)
+            kind, best_step = "final", None
     checkpoint = {"kind": kind, "step": best_step if best_step is not None else step}
     document = evaluation_document(cfg, loop.parts, state, "test", checkpoint, loop.outputs.run_dir)
     metrics = {f"test/{name}": float(document["metrics"][name]) for name in cfg.task.metrics}

@@ -104,6 +104,10 @@ def test_resume_from_another_run_records_lineage(tmp_path):
 def test_bad_resume_path_is_one_sentence(tmp_path):
     with pytest.raises(UserError, match="neither auto, never, nor an existing"):
         _train(tmp_path, "run", f"trainer.resume={tmp_path}/nowhere")
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    with pytest.raises(UserError, match=r"trainer.resume='.*notes.txt' is a file; give a run dir"):
+        _train(tmp_path, "run", f"trainer.resume={tmp_path}/notes.txt")
+    assert not (tmp_path / "run").exists()  # the failed start left nothing behind
 
 
 def test_default_run_dir_auto_resume_finds_the_unfinished_run(tmp_path, monkeypatch):
