@@ -5,10 +5,10 @@ of `jaxfw.report.write_report` for C classes x R rows per class.
     .venv/bin/python benchmarks/report_scale.py --classes 10 100 --rows-per-class 3 --timeout 120
 
 Each C runs in its own subprocess (a fresh heap, so one size's garbage does not flatter
-the next). The subprocess builds the evaluation document the way `jaxfw.evaluation` does:
+the next). The subprocess builds the evaluation document the way `jaxfw.evaluation.run` does:
 synthetic logits (the target's logit raised by --signal) go through jaxfw's own metric
 pipeline (`classification_stats`, `classification_metrics`, `ScoreAccumulator`) and
-`jaxfw.evaluation._curves` (ROC and precision-recall curves of every class,
+`jaxfw.evaluation.run._curves` (ROC and precision-recall curves of every class,
 reliability bins), with a training history, data findings and run metadata. Then,
 and only this is measured, it calls `write_report` into a temporary directory:
 
@@ -92,12 +92,12 @@ def _history(steps: int = 2000, every: int = 20) -> list[dict]:
 
 
 def build_document(classes: int, rows_per_class: int, signal: float, seed: int) -> dict:
-    """The document `jaxfw.evaluation.evaluation_document` would hand to the report."""
+    """The document `jaxfw.evaluation.run.evaluation_document` would hand to the report."""
     import jax
     import numpy as np
 
-    from jaxfw.evaluate import SplitEvaluation
-    from jaxfw.evaluation import _curves
+    from jaxfw.evaluation.run import _curves
+    from jaxfw.evaluation.split import SplitEvaluation
     from jaxfw.metrics import ScoreAccumulator, classification_metrics, to_host
     from jaxfw.metrics.stats import classification_stats
 

@@ -12,8 +12,7 @@ __all__ = ["TrainResult", "compose", "train"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `import jaxfw` stays cheap and `python -m jaxfw.train` (the CLI module
-    # of the same name as the `train` function) does not import itself twice.
+    # Lazy, so `import jaxfw` (and the CLI's argument checks) does not load JAX.
     if name == "compose":
         from jaxfw.config.compose import compose
 

@@ -21,12 +21,12 @@ from jaxfw import flops
 from jaxfw.build import Parts
 from jaxfw.checkpoint import Checkpointer
 from jaxfw.errors import UserError
-from jaxfw.evaluate import evaluate
+from jaxfw.evaluation.split import evaluate
 from jaxfw.feed import StepFeed
 from jaxfw.observe import Progress
 from jaxfw.observe.memory import memory_metrics
+from jaxfw.observe.run_outputs import RunOutputs
 from jaxfw.preemption import PreemptionWatch
-from jaxfw.run_outputs import RunOutputs
 from jaxfw.state import TrainState
 
 MAX_CALLS_IN_FLIGHT = 8  # dispatched but not yet known to be finished

@@ -27,11 +27,12 @@ from jaxfw.config.schema import Config
 from jaxfw.data import format_finding, validate_data
 from jaxfw.distributed import distributed_settings, initialize
 from jaxfw.errors import UserError
-from jaxfw.evaluation import evaluation_document, write_evaluation
+from jaxfw.evaluation.run import evaluation_document, write_evaluation
 from jaxfw.failures import RunFailed, environment_failure, interrupted
 from jaxfw.feed import StepFeed
 from jaxfw.loop import BestTracker, Loop, LoopState
 from jaxfw.observe import RUN_FILE, make_progress
+from jaxfw.observe.run_outputs import RunOutputs
 from jaxfw.resume import config_identity, find_unfinished_run, resume_source
 from jaxfw.run_guard import (
     RunLock,
@@ -40,7 +41,6 @@ from jaxfw.run_guard import (
     clean_up_failed_start,
     failed_before_start,
 )
-from jaxfw.run_outputs import RunOutputs
 from jaxfw.state import TrainState
 
 log = logging.getLogger("jaxfw")

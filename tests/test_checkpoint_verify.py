@@ -23,7 +23,7 @@ from jaxfw import checkpoint_digest as digest
 from jaxfw.checkpoint import CHECKSUMS, Checkpointer, NoCheckpoint, abstract_like
 from jaxfw.data import Split, train_iterator
 from jaxfw.errors import UserError
-from jaxfw.evaluation import evaluate_run
+from jaxfw.evaluation.run import evaluate_run
 from jaxfw.observe import read_jsonl
 
 SHORT = [
@@ -374,12 +374,12 @@ def _cli(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess
 @pytest.mark.slow
 def test_the_same_command_recovers_and_jaxfw_eval_refuses(tmp_path):
     args = [*SHORT, "hydra.run.dir=run"]
-    first = _cli("jaxfw.train", args, tmp_path)
+    first = _cli("jaxfw", args, tmp_path)
     assert first.returncode == 0, first.stderr
     run_dir = tmp_path / "run"
     _flip_tensor_bytes(run_dir, 30)
 
-    again = _cli("jaxfw.train", args, tmp_path)  # the same command
+    again = _cli("jaxfw", args, tmp_path)  # the same command
     assert again.returncode == 0, again.stderr
     output = again.stdout + again.stderr  # Hydra's log handler writes to stdout
     lines = [line for line in output.splitlines() if "failed verification" in line]
@@ -395,7 +395,7 @@ def test_the_same_command_recovers_and_jaxfw_eval_refuses(tmp_path):
 
 
 def _two_processes(args: list[str], cwd: Path) -> list[str]:
-    """`jaxfw.train args` as two processes joined by jax.distributed on localhost."""
+    """`python -m jaxfw args` as two processes joined by jax.distributed on localhost."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -412,7 +412,7 @@ def _two_processes(args: list[str], cwd: Path) -> list[str]:
         env.pop("XLA_FLAGS", None)
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "jaxfw.train", *args],
+                [sys.executable, "-m", "jaxfw", *args],
                 cwd=cwd,
                 env=env,
                 stdout=subprocess.PIPE,

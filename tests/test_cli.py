@@ -1,4 +1,4 @@
-"""End-to-end tests of the `jaxfw-train` command (and `python -m jaxfw.train`).
+"""End-to-end tests of the `jaxfw-train` command (and `python -m jaxfw`).
 
 Every test runs the real command in a subprocess, in its own tmp_path as the
 working directory, for a few steps only: the suite must stay well under a few
@@ -50,7 +50,7 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def _command(args: list[str], *, module: bool = False) -> list[str]:
     if module:
-        return [sys.executable, "-m", "jaxfw.train", *args]
+        return [sys.executable, "-m", "jaxfw", *args]
     if not CONSOLE_SCRIPT.exists():
         pytest.fail(f"console script {CONSOLE_SCRIPT} is missing; is jaxfw installed in this venv?")
     return [str(CONSOLE_SCRIPT), *args]
@@ -167,7 +167,7 @@ def test_recipe_runs_end_to_end(tmp_path: Path, recipe: str) -> None:
 
 
 def test_composite_override_via_python_module(tmp_path: Path) -> None:
-    """The issue's command line, run as `python -m jaxfw.train` (not the console script)."""
+    """The issue's command line, run as `python -m jaxfw` (not the console script)."""
     run_dir = tmp_path / "run"
     args = [
         "recipe=digits_cnn",

@@ -19,7 +19,7 @@ from test_lm_recipe import SHORT as LM_SHORT
 import jaxfw
 from jaxfw.cli.generate import FLUSH_BYTES, _print_stream
 from jaxfw.errors import UserError
-from jaxfw.evaluation import evaluate_run
+from jaxfw.evaluation.run import evaluate_run
 from jaxfw.generate import generate, load_language_model, stream
 
 TOOLS = {"eval": "jaxfw-eval", "generate": "jaxfw-generate"}

@@ -19,7 +19,7 @@ from jaxfw.build import build_parts
 from jaxfw.checkpoint import abstract_like
 from jaxfw.data import eval_batches
 from jaxfw.errors import UserError
-from jaxfw.evaluation import evaluate_run
+from jaxfw.evaluation.run import evaluate_run
 
 SHORT = [
     "trainer.steps=120",

@@ -60,7 +60,7 @@ def _launch(args: list[str], cwd: Path, processes: int) -> list[subprocess.Popen
             }
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "jaxfw.train", *args],
+                [sys.executable, "-m", "jaxfw", *args],
                 cwd=cwd,
                 env=env,
                 stdout=subprocess.PIPE,

@@ -37,7 +37,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _cmd(args: list[str]) -> list[str]:
-    return [sys.executable, "-m", "jaxfw.train", *args]
+    return [sys.executable, "-m", "jaxfw", *args]
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

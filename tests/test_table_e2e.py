@@ -35,7 +35,7 @@ def _table(n: int = 400, seed: int = 0) -> pa.Table:
     )
 
 
-def _run(args: list[str], cwd: Path, module: str = "jaxfw.train") -> subprocess.CompletedProcess:
+def _run(args: list[str], cwd: Path, module: str = "jaxfw") -> subprocess.CompletedProcess:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "TMPDIR": str(cwd)}
     return subprocess.run(
         [sys.executable, "-m", module, *args],

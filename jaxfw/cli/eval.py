@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         run_dir, options = parse_args(argv)
         # JAX loads only for real work.
-        from jaxfw.evaluation import eval_directory, evaluate_checkpoint, write_evaluation
+        from jaxfw.evaluation.run import eval_directory, evaluate_checkpoint, write_evaluation
 
         split, checkpoint = options["split"], options["checkpoint"]
         document = evaluate_checkpoint(run_dir, split, checkpoint)

@@ -1,4 +1,4 @@
-"""`jaxfw-train` (also `python -m jaxfw.train`): compose a recipe with Hydra and train it.
+"""`jaxfw-train` (also `python -m jaxfw`): compose a recipe with Hydra and train it.
 
     jaxfw-train                                    # the default recipe, digits_mlp
     jaxfw-train recipe=digits_cnn optimizer=sgd optimizer.lr=0.05 trainer.steps=300 seed=3

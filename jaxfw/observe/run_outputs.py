@@ -19,14 +19,8 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from jaxfw.observe import (
-    RUN_FILE,
-    JsonlWriter,
-    MultiWriter,
-    RunRecord,
-    TensorBoardWriter,
-    truncate_jsonl,
-)
+from jaxfw.observe.run_info import RUN_FILE, RunRecord
+from jaxfw.observe.writers import JsonlWriter, MultiWriter, TensorBoardWriter, truncate_jsonl
 
 METRICS_FILE = "metrics.jsonl"
 BATCH_LOG_FILE = "batch_checksums.jsonl"

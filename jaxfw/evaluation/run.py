@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from jaxfw.build import Parts, build_parts, load_run_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
 from jaxfw.errors import UserError
-from jaxfw.evaluate import evaluate_split
+from jaxfw.evaluation.split import evaluate_split
 from jaxfw.metrics import average_precision, roc_auc
 from jaxfw.observe import RUN_FILE, read_jsonl
 from jaxfw.report import write_report
