@@ -79,7 +79,7 @@ def _mismatch(names: list[str]) -> str:
 
 def _preservation(keep_last: int, keep_best: int, metric: str, mode: str) -> Any:
     # Not `best_fn` + `max_to_keep`: that pair can delete the newest checkpoint when its
-    # metric is poor, so "latest" would silently step back (see NOTES-stack.md).
+    # metric is poor, so "latest" would silently step back (tests/test_checkpoint.py checks).
     keep: list[Any] = [policies.LatestN(max(keep_last, 1))]
     if keep_best > 0:
         keep.append(

@@ -271,7 +271,7 @@ def initialize(settings: DistributedSettings | None) -> None:
     """
     if settings is None:
         return
-    import jax
+    import jax  # lazily: the settings above are read before JAX may start
 
     if jax.distributed.is_initialized():
         return
@@ -315,6 +315,6 @@ def _describe(settings: DistributedSettings) -> str:
 
 def process_info() -> tuple[int, int]:
     """(this process's index, the number of processes); (0, 1) without jax.distributed."""
-    import jax
+    import jax  # lazily: the settings above are read before JAX may start
 
     return jax.process_index(), jax.process_count()

@@ -32,7 +32,7 @@ def merged_flags(existing: str, flags: dict[str, str] = CPU_FLAGS) -> str:
 def backend_started() -> bool:
     """Whether JAX has already created a backend (then XLA_FLAGS is read and fixed)."""
     try:
-        from jax._src import xla_bridge
+        from jax._src import xla_bridge  # lazily: this module runs before JAX starts
 
         return bool(xla_bridge._backends)
     except Exception:  # a private attribute: when in doubt, assume it is too late

@@ -39,7 +39,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from jaxfw.errors import UserError
 from jaxfw.metrics import (
     CLASSIFICATION_METRICS,
     LM_METRICS,
@@ -52,7 +51,6 @@ from jaxfw.metrics import (
     lm_stats,
     regression_metrics,
     regression_stats,
-    select,
     to_host,
 )
 
@@ -488,17 +486,6 @@ def test_ranking_metrics_match_sklearn(seed, num_classes, rows, ties, one_dimens
 
 
 # --- registry and sharding ---------------------------------------------------------------
-
-
-def test_select_picks_configured_names_and_rejects_unknown_ones_in_one_sentence():
-    metrics = {"accuracy": 0.5, "f1_macro": 0.25, "log_loss": 1.0}
-    assert select(metrics, ["f1_macro", "accuracy"]) == {"f1_macro": 0.25, "accuracy": 0.5}
-    with pytest.raises(UserError) as error:
-        select(metrics, ["accuracy", "f1"])
-    message = str(error.value)
-    assert message == (
-        "Unknown metric 'f1' in task.metrics; valid choices: accuracy, f1_macro, log_loss."
-    )
 
 
 def test_registry_names_are_what_finalize_returns():

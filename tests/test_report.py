@@ -152,7 +152,7 @@ def classification_document(n_classes: int = 4, n: int = 400, seed: int = 0) -> 
             "roc_auc_ovr_macro": float(np.mean([c["auc"] for c in roc.values()])),
             "log_loss": float(skm.log_loss(targets, probs)),
             "ece": float(ece),
-            "brier": float("nan"),  # non-finite: must become null in metrics.json
+            "brier": float("nan"),  # non-finite: "nan" in metrics.json (strict JSON)
             "precision_per_class": precision.tolist(),
             "recall_per_class": recall.tolist(),
             "f1_per_class": f1.tolist(),
@@ -217,7 +217,7 @@ def test_classification_report_files(classification_report):
     paths = classification_report
     assert set(paths) == {"metrics", "html", *CLASSIFICATION_PLOTS}
     saved = _strict_json(paths["metrics"])
-    assert saved["run_id"] == RUN_ID and saved["metrics"]["brier"] is None
+    assert saved["run_id"] == RUN_ID and saved["metrics"]["brier"] == "nan"
     assert (
         saved["metrics"]["confusion_matrix"]
         == classification_document()["metrics"]["confusion_matrix"]
@@ -247,7 +247,7 @@ def test_missing_optional_parts_still_give_a_report(tmp_path):
     document["metrics"]["log_loss"] = np.float32("inf")  # NumPy and non-finite values
     paths = write_report(tmp_path / "a", document, [])
     assert set(paths) == {"metrics", "html", "confusion_matrix"}
-    assert _strict_json(paths["metrics"])["metrics"]["log_loss"] is None
+    assert _strict_json(paths["metrics"])["metrics"]["log_loss"] == "inf"  # the sign kept
     _check_html(paths["html"], {"confusion_matrix"})
 
     bare = {"run_id": RUN_ID, "task": "regression", "metrics": {"mse": 0.5}}

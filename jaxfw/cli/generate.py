@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         check_sampling(args.max_new_tokens, args.temperature)
         xla_flags.configure()  # before JAX starts its backend
         logging.getLogger("absl").setLevel(logging.ERROR)
-        from jaxfw.generate import load_language_model, stream
+        from jaxfw.generate import load_language_model, stream  # JAX: after the checks
 
         model = load_language_model(args.run_dir, args.checkpoint)
         tokens = stream(model, args.prompt, args.max_new_tokens, args.temperature, args.seed)

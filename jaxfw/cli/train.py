@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from jaxfw.config.paths import conf_dir
 from jaxfw.config.validate import validate_config
 from jaxfw.errors import UserError
 from jaxfw.failures import INTERRUPTED_EXIT, RunFailed
+from jaxfw.json_values import to_jsonable
 from jaxfw.run_guard import check_run_dir, check_writable, is_run_dir, lock_holder
 
 PROG = "jaxfw-train"
@@ -100,6 +102,7 @@ def _resume_dir_override(argv: Sequence[str], configs: list[DictConfig]) -> list
     placed = any(o.split("=")[0] in ("hydra.run.dir", "run_dir") for o in args.overrides)
     if args.multirun or placed or len(configs) != 1:
         return []
+    # JAX and the data stack load only when a run is about to start.
     from jaxfw.build import resolve_config
     from jaxfw.trainer import choose_run_dir
 
@@ -123,7 +126,7 @@ def _check_run_dir(argv: Sequence[str], configs: list[DictConfig]) -> list[str]:
         return []
     placed = _override_value(args.overrides, "hydra.run.dir")
     if placed is None:
-        from jaxfw.build import resolve_config
+        from jaxfw.build import resolve_config  # JAX: only when a run is about to start
 
         placed = resolve_config(configs[0]).run_dir
     if "${" in placed:  # an interpolation Hydra resolves at launch: a new, unique dir
@@ -188,8 +191,6 @@ def _run_job(cfg: DictConfig) -> None:
         _sweep_jobs.append({**job, "status": "failed", "exit_code": exc.code})
         return
     except Exception as exc:  # a bug: keep its traceback, and the rest of the sweep
-        import traceback
-
         traceback.print_exc()
         _sweep_jobs.append({**job, "status": "failed", "error": f"{type(exc).__name__}: {exc}"})
         return
@@ -205,7 +206,7 @@ def _finish_sweep() -> None:
     sweep_dir = Path(_sweep_jobs[0]["sweep_dir"])
     summary = {"jobs": len(_sweep_jobs), "failed": len(failed), "runs": _sweep_jobs}
     try:
-        (sweep_dir / SWEEP_SUMMARY).write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        (sweep_dir / SWEEP_SUMMARY).write_text(json.dumps(to_jsonable(summary), indent=2) + "\n")
     except OSError as exc:
         print(f"{PROG}: could not write {sweep_dir / SWEEP_SUMMARY}: {exc}", file=sys.stderr)
     if not failed:

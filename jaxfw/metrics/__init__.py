@@ -14,7 +14,6 @@ from jaxfw.metrics.registry import (
     CLASSIFICATION_METRICS,
     LM_METRICS,
     REGRESSION_METRICS,
-    select,
 )
 from jaxfw.metrics.scores import (
     ScoreAccumulator,
@@ -49,6 +48,5 @@ __all__ = [
     "regression_stats",
     "roc_auc",
     "roc_curve",
-    "select",
     "to_host",
 ]

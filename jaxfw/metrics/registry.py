@@ -7,11 +7,6 @@ finalize functions and `ScoreAccumulator` return with default settings; the k of
 binary tasks report `roc_auc` where multiclass ones report `roc_auc_ovr_*`.
 """
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-from jaxfw.errors import UserError
-
 _AVERAGED = tuple(
     f"{name}_{average}"
     for name in ("precision", "recall", "f1")
@@ -48,18 +43,3 @@ LM_METRICS: tuple[str, ...] = (
     "bits_per_byte",
     "accuracy",
 )
-
-
-def select(
-    metrics: Mapping[str, Any], names: Sequence[str], *, setting: str = "task.metrics"
-) -> dict[str, Any]:
-    """The `names` entries of `metrics`, in that order; an unknown name is a UserError.
-
-    Valid names are those `metrics` holds, i.e. what this task actually computed.
-    """
-    for name in names:
-        if name not in metrics:
-            raise UserError(
-                f"Unknown metric '{name}' in {setting}; valid choices: {', '.join(metrics)}."
-            )
-    return {name: metrics[name] for name in names}

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jaxfw.observe._json import decode_value, to_jsonable
+from jaxfw.json_values import decode_value, to_jsonable
 
 __all__ = ["RUN_FILE", "TRACKED_PACKAGES", "RunRecord", "collect_run_info", "git_info"]
 

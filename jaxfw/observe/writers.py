@@ -30,7 +30,7 @@ from tensorboard.summary import Output, Writer
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 from tensorboard.util import tensor_util
 
-from jaxfw.observe._json import decode_value, encode_float
+from jaxfw.json_values import decode_value, encode_float
 
 __all__ = [
     "JsonlWriter",
@@ -90,7 +90,7 @@ class JsonlWriter(_ContextManager):
       half-written last line left by a kill is cut off first, so the new records
       do not glue onto it and the file stays one valid object per line.
     - Non-finite values are written as the strings "nan", "inf", "-inf" (see
-      `jaxfw.observe._json`); `read_jsonl` turns them back into floats.
+      `jaxfw.json_values`); `read_jsonl` turns them back into floats.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:

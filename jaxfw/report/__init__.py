@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from jaxfw.json_values import encode_float
 from jaxfw.report import plots
 from jaxfw.report.bounds import ReportLimits, confusion_view, curves_view, even_sample, thin_curve
 from jaxfw.report.html import render_html
@@ -30,15 +31,16 @@ HTML_FILE = "report.html"
 
 
 def to_json_safe(value: Any) -> Any:
-    """`value` with only JSON types: non-finite floats become null (strict JSON has no NaN),
-    NumPy/JAX scalars and arrays become Python numbers and lists, other objects strings."""
+    """`value` with only JSON types: non-finite floats become "nan"/"inf"/"-inf" (strict
+    JSON has no NaN; `jaxfw.json_values`), NumPy/JAX scalars and arrays become Python
+    numbers and lists, other objects strings."""
     kind = type(value)
     # Exact-type checks first: a confusion matrix is C^2 ints, and the generic checks
     # below (an ABC isinstance per element) would dominate its cost.
     if kind is int or kind is str or kind is bool or value is None:
         return value
     if kind is float:
-        return value if math.isfinite(value) else None
+        return value if math.isfinite(value) else encode_float(value)
     if kind is list and set(map(type, value)) <= {int}:
         return list(value)
     if isinstance(value, Mapping):
@@ -48,7 +50,7 @@ def to_json_safe(value: Any) -> Any:
     if isinstance(value, bool | str | int):
         return value
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
+        return value if math.isfinite(value) else encode_float(value)
     if hasattr(value, "tolist"):  # numpy / jax arrays and scalars
         return to_json_safe(value.tolist())
     if isinstance(value, Path):

@@ -1,4 +1,4 @@
-"""Tasks: pure loss, evaluation statistics and predict functions over a model's outputs."""
+"""Tasks: pure loss and evaluation statistics over a model's outputs."""
 
 from typing import Any
 

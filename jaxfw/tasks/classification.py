@@ -50,6 +50,3 @@ class Classification:
         if scores is not None and len(scores.targets):
             metrics.update(scores.metrics())
         return {"loss": metrics["log_loss"], **metrics}
-
-    def predict(self, logits: jax.Array) -> jax.Array:
-        return first_argmax(logits)

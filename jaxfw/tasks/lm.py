@@ -49,6 +49,3 @@ class LanguageModeling:
     def finalize(self, stats: dict, scores: ScoreAccumulator | None) -> dict[str, Any]:
         metrics = lm_metrics(stats)
         return {"loss": metrics["log_loss"], **metrics}
-
-    def predict(self, logits: jax.Array) -> jax.Array:
-        return first_argmax(logits)

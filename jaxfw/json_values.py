@@ -1,4 +1,5 @@
-"""JSON encoding shared by metrics.jsonl and run.json.
+"""The one JSON encoding of non-finite numbers, for every JSON file jaxfw writes
+(metrics.jsonl, run.json, the report's metrics.json, data_report.json, sweep_summary.json).
 
 Python's `json` writes NaN/Infinity by default, which is not JSON: jq, browsers and
 most other languages reject the whole line. A diverged loss is exactly the value a
