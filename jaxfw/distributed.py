@@ -18,10 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jaxfw.config.schema import DistributedMode
 from jaxfw.errors import UserError
 
 ENV_PREFIXES = ("JAXFW_", "JAX_")  # first found wins; config values beat both
-MODES = ("auto", "on", "off")
+MODES = tuple(mode.name for mode in DistributedMode)  # declared once, in the schema
 _log = logging.getLogger(__name__)
 
 

@@ -16,11 +16,12 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import IO, Protocol, Self
 
+from jaxfw.config.schema import ProgressMode
 from jaxfw.errors import UserError
 
 __all__ = ["PROGRESS_MODES", "Progress", "format_metric", "make_progress"]
 
-PROGRESS_MODES = ("auto", "bar", "log", "off")
+PROGRESS_MODES = tuple(mode.name for mode in ProgressMode)  # declared once, in the schema
 
 # The bar shows these two metrics; plain log lines show every metric passed to log().
 LOSS_KEY = "train/loss"
