@@ -39,9 +39,9 @@ ALGORITHM = "u32-mix-sum-1"
 
 _GOLDEN = 0x9E3779B9  # odd: i -> i * _GOLDEN is a bijection, consecutive i spread apart
 _MIX1, _MIX2 = 0x85EBCA6B, 0xC2B2AE35  # MurmurHash3's finaliser constants (both odd)
-# XLA:CPU reduces a long uint32 vector one element at a time (~5 ns each, 250 ms for 50M)
-# but sums a few rows of a [rows, lanes] block at vector speed: folding by 8 rows at a
-# time is ~10x faster (measured on this repo's 2-core dev box).
+# XLA:CPU reduces a long uint32 vector one element at a time but sums a few rows of a
+# [rows, lanes] block at vector speed, so the words are folded 8 rows at a time (an order
+# of magnitude faster on CPU; benchmarks/README.md, "Measured figures").
 _FOLD, _LANES = 8, 2048
 
 
@@ -122,8 +122,8 @@ def _leaf_digest(x: jax.Array, folded: bool) -> jax.Array:
 @functools.cache
 def _compiled(out_sharding: jax.sharding.Sharding | None) -> Any:
     # One program per array shape (not one for the whole state): a model's hundreds of
-    # arrays come in a dozen shapes, so it compiles a dozen small programs, and XLA:CPU
-    # runs them ~5x faster than one program holding every array. On a mesh the digest
+    # arrays come in a dozen shapes, so it compiles a dozen small programs, which XLA:CPU
+    # runs faster than one program holding every array. On a mesh the digest
     # is asked for replicated, so that every process can read it.
     if out_sharding is None:
         return jax.jit(_leaf_digest, static_argnums=1)

@@ -24,7 +24,7 @@ Metrics = dict[str, jax.Array]
 class MetricColumns:
     """A step's metrics packed into one float32 vector (`[M]`, or `[K, M]` for K steps),
     so that a log interval's metrics reach the host in one transfer per call instead of
-    one per metric (~25 us each on CPU, more from a GPU). The column names are recorded
+    one per metric (each transfer costs host time, more from a GPU). The column names are recorded
     when the packed step is traced, which happens before its first result exists."""
 
     def __init__(self) -> None:

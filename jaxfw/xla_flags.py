@@ -1,11 +1,11 @@
 """XLA:CPU flags that make jaxfw's models train faster, set before JAX starts its backend.
 
-Measured with benchmarks/lm_torch_vs_flax.py on a 2-core x86-64 CPU (jaxlib 0.10.2):
 `--xla_cpu_scheduler_type=CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED` runs a transformer's
-fwd+bwd step ~1.1-1.5x faster than the default scheduler (which tries to run independent
-thunks concurrently; on few cores those thunks, each already parallel inside, compete for
-the same cores). Flags that made no measurable difference there (within noise) are not
-set: fast math, xnnpack/oneDNN/YNN dot routing, Eigen multi-threading, vector width.
+fwd+bwd step faster than the default scheduler, which tries to run independent thunks
+concurrently: on few cores those thunks, each already parallel inside, compete for the
+same cores (benchmarks/lm_torch_vs_flax.py; figures in benchmarks/README.md). Flags that
+made no measurable difference there are not set: fast math, xnnpack/oneDNN/YNN dot
+routing, Eigen multi-threading, vector width.
 
 XLA reads `XLA_FLAGS` once, when the first backend is created: call `configure()` before
 any JAX computation (importing jax is fine). Later calls, and flags the user already put

@@ -46,7 +46,7 @@ def _count(flags: jax.Array) -> jax.Array:
 def first_argmax(values: jax.Array) -> jax.Array:
     """`jnp.argmax(values, -1)` (the first index of the maximum, ties included) for finite
     values, as two plain reductions: XLA:CPU runs argmax's paired (value, index) reduction
-    ~4x slower, ~1.4 ms of lm_tiny's ~90 ms train step on 2 cores."""
+    several times slower (benchmarks/README.md, "Measured figures")."""
     index = jax.lax.broadcasted_iota(jnp.int32, values.shape, values.ndim - 1)
     is_top = values == values.max(axis=-1, keepdims=True)
     return jnp.min(jnp.where(is_top, index, values.shape[-1]), axis=-1)
