@@ -21,8 +21,8 @@ import numpy as np
 
 from jaxfw.build import build_model, load_run_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer
-from jaxfw.cli.generate import MAX_NEW_TOKENS, check_sampling
 from jaxfw.errors import UserError
+from jaxfw.sampling import MAX_NEW_TOKENS, check_sampling
 
 __all__ = ["MAX_NEW_TOKENS", "LanguageModel", "generate", "load_language_model", "stream"]
 

@@ -15,6 +15,7 @@ import grain
 import numpy as np
 import pytest
 
+from jaxfw.config.schema import DataConfig, DataTask
 from jaxfw.data import (
     DataBundle,
     Split,
@@ -23,6 +24,8 @@ from jaxfw.data import (
     stratified_split,
     train_iterator,
 )
+from jaxfw.data.options import DataOptions, TableOptions, TextOptions, read_config
+from jaxfw.data.splits import require_every_split
 from jaxfw.errors import UserError
 
 CLASS_SIZES = (100, 60, 40)  # deliberately imbalanced, to make stratification visible
@@ -489,3 +492,39 @@ def test_train_iterator_throughput_sanity(digits: DataBundle) -> None:
     # 50 epochs of near-complete passes: each class appears ~50 times its train count.
     train_counts = np.bincount(digits.train.targets, minlength=10)
     assert np.all(np.abs(per_class - epochs * train_counts) <= epochs * 13)
+
+
+def test_options_take_every_key_and_default_from_the_schema() -> None:
+    """A config missing keys (a run's config.yaml from before they existed) reads the schema's
+    defaults; enum members read as their values."""
+    assert set(read_config(SimpleNamespace())) == set(DataConfig.__dataclass_fields__)
+    assert read_config(DataConfig(task=DataTask.regression))["task"] == "regression"
+    defaults = DataConfig()
+    options = DataOptions.from_config(SimpleNamespace(source="digits"))
+    assert (options.test_fraction, options.val_fraction, options.scale) == (
+        defaults.test_fraction,
+        defaults.val_fraction,
+        defaults.scale,
+    )
+    table = TableOptions.from_config(SimpleNamespace(target="y"))
+    assert (table.task, table.max_categories, table.streaming) == ("auto", 256, False)
+    assert TextOptions.from_config(SimpleNamespace()).seq_len == defaults.seq_len
+
+
+def test_one_error_for_an_empty_split() -> None:
+    options = DataOptions.from_config(SimpleNamespace(source="digits"))
+    require_every_split({"train": 1, "val": 1, "test": 1}, "unused", "a row", options)
+    with pytest.raises(UserError) as error:
+        require_every_split(
+            {"train": 5, "val": 0, "test": 1}, "X has too few rows for", "a row", options
+        )
+    assert str(error.value) == (
+        "X has too few rows for data.test_fraction=0.2 and data.val_fraction=0.1 "
+        "(train 5, val 0, test 1); every split needs a row."
+    )
+    with pytest.raises(UserError, match=r"^Column marks no row as 'test' \(train 2"):
+        require_every_split(
+            {"train": 2, "val": 1, "test": 0},
+            lambda empty: f"Column marks no row as {empty!r}",
+            "a row",
+        )

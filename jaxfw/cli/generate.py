@@ -10,7 +10,6 @@ JAX and the checkpoint load; jaxfw.generate uses the same checks.
 import argparse
 import codecs
 import logging
-import math
 import os
 import signal
 import sys
@@ -19,28 +18,15 @@ from collections.abc import Iterable, Sequence
 
 from jaxfw import xla_flags
 from jaxfw.errors import UserError
+from jaxfw.sampling import MAX_NEW_TOKENS, check_sampling
 
 PROG = "jaxfw-generate"
-MAX_NEW_TOKENS = 1_000_000  # ~50 min for lm_tiny on 2 busy CPU cores (~330 bytes/s measured)
 INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
 BROKEN_PIPE = 141  # 128 + SIGPIPE, likewise for a reader that stopped reading
 # Output is flushed every FLUSH_BYTES bytes or FLUSH_S seconds, whichever comes first:
 # text appears while a slow model samples, without one write per byte for a fast one.
 FLUSH_BYTES = 64
 FLUSH_S = 0.2
-
-
-def check_sampling(max_new_tokens: int, temperature: float) -> None:
-    if not 1 <= max_new_tokens <= MAX_NEW_TOKENS:
-        raise UserError(
-            f"--max-new-tokens={max_new_tokens} is not allowed; use a count from 1 to "
-            f"{MAX_NEW_TOKENS:,}."
-        )
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise UserError(
-            f"--temperature={temperature} is not allowed; use a finite number >= 0 "
-            "(0 decodes greedily)."
-        )
 
 
 def _parser() -> argparse.ArgumentParser:

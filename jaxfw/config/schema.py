@@ -201,7 +201,7 @@ class ScheduleConfig:
 @dataclass
 class DataConfig:
     source: DataSource = DataSource.digits
-    path: str | None = None  # file for file-based sources (npz)
+    path: str | None = None  # npz/table: the file; text: a file or folder (null: stdlib)
     test_fraction: float = 0.2  # stratified held-out test split, fixed by the seed
     val_fraction: float = 0.1  # of the rest, held out for evaluation during training
     scale: float = 1.0  # multiply inputs (before standardize)

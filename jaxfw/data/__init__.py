@@ -4,25 +4,24 @@ Sources: bundled datasets (digits, breast_cancer), .npz arrays, CSV/Parquet tabl
 (`data=table`, optionally streamed row group by row group) and text as byte windows
 (`data=text`). The numeric path uses numpy, pyarrow and Grain only (no JAX calls), so it can
 be tested and reused without a device.
+
+Imports flow one way, each layer using only those before it:
+types -> options -> splits, stats, encoding, fingerprint -> sources (arrays, npz, text,
+tables) -> quality (tallies, row hashes, report, findings) -> loading (one bundle per source;
+load.load_dataset picks the loader) -> batches (in memory, streaming) -> pipeline.
 """
 
-from jaxfw.data.bundle import DataBundle, Split
-from jaxfw.data.findings import check_findings, format_finding
+from jaxfw.data.batches.memory import IndexedBatches, eval_batches, train_dataset
 from jaxfw.data.load import load_dataset
-from jaxfw.data.pipeline import (
-    IndexedBatches,
-    eval_batches,
-    train_batches,
-    train_dataset,
-    train_iterator,
-)
-from jaxfw.data.preprocess import FeatureTransform
-from jaxfw.data.report import data_report, validate_data
-from jaxfw.data.source_settings import validation_mode
-from jaxfw.data.sources import SOURCES
-from jaxfw.data.split import stratified_split
-from jaxfw.data.streaming import StreamingSplit
-from jaxfw.data.table_prep import TablePreprocessor
+from jaxfw.data.loading.streaming import StreamingSplit
+from jaxfw.data.options import validation_mode
+from jaxfw.data.pipeline import train_batches, train_iterator
+from jaxfw.data.quality.data_report import data_report, validate_data
+from jaxfw.data.quality.findings import check_findings, format_finding
+from jaxfw.data.sources.arrays import SOURCES
+from jaxfw.data.sources.tables.preprocessor import TablePreprocessor
+from jaxfw.data.splits import stratified_split
+from jaxfw.data.types import DataBundle, FeatureTransform, Split
 
 __all__ = [
     "SOURCES",

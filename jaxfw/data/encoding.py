@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 EXCERPT_CHARS = 60
 _SNIFF_BYTES = 8192
 _CHUNK_BYTES = 1 << 20
@@ -113,8 +115,6 @@ def first_invalid_utf8(chunks: Iterable[bytes]) -> BadByte | None:
 def read_chunks(path: Path, compressed: bool = False) -> Iterator[bytes]:
     """The bytes of `path` in chunks, decompressed by its extension when `compressed`."""
     if compressed:
-        import pyarrow as pa
-
         with pa.input_stream(str(path), compression="detect") as stream:
             while chunk := stream.read(_CHUNK_BYTES):
                 yield chunk

@@ -4,7 +4,7 @@
 infinite values per split and whether it is constant in train, class balance
 (classification) or target statistics (regression) per split, exact duplicate rows within
 train, and val/test rows identical to a train row (leakage); its `findings` (see
-findings.py) are one-line messages with a severity, which `data.validation` acts on.
+quality/findings.py) are one-line messages with a severity, which `data.validation` acts on.
 """
 
 from __future__ import annotations
@@ -12,26 +12,27 @@ from __future__ import annotations
 import copy
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jaxfw.data.findings import check_findings, findings
-from jaxfw.data.rowhash import array_row_hashes, table_row_hashes
-from jaxfw.data.tally import ROLES, Moments, TargetTally, ValueCounts, finite_values, role_masks
-
-if TYPE_CHECKING:
-    from jaxfw.data.bundle import DataBundle
-    from jaxfw.data.table_read import ColumnPlan
+from jaxfw.data.options import TableOptions, validation_mode
+from jaxfw.data.quality.findings import check_findings, findings
+from jaxfw.data.quality.rowhash import array_row_hashes, table_row_hashes
+from jaxfw.data.quality.tally import TargetTally, infer_task_kind, role_masks, valid_targets
+from jaxfw.data.sources.tables.columns import ColumnPlan, plan_columns, prepare_chunk
+from jaxfw.data.sources.tables.files import TableFile
+from jaxfw.data.stats import Moments, ValueCounts, finite_values
+from jaxfw.data.types import SPLIT_NAMES, DataBundle
 
 FORMAT = "jaxfw.data_report/v1"
 _MAX_ARRAY_COLUMNS = 4096  # wider array inputs are reported as a whole, not per column
 
 
 def _by_role(counts: list[int]) -> dict[str, int]:
-    return {role: int(count) for role, count in zip(ROLES, counts, strict=True)}
+    return {role: int(count) for role, count in zip(SPLIT_NAMES, counts, strict=True)}
 
 
 class TableReportBuilder:
@@ -47,7 +48,7 @@ class TableReportBuilder:
         self.infinite = {name: [0, 0, 0] for name in plan.features if plan.is_numeric(name)}
         self.train_range = {name: Moments() for name in self.infinite}
         self.values = {
-            name: [ValueCounts() for _ in ROLES]
+            name: [ValueCounts() for _ in SPLIT_NAMES]
             for name in plan.features
             if not plan.is_numeric(name)
         }
@@ -108,7 +109,7 @@ class TableReportBuilder:
                 entry["categories_in_train"] = None if train.overflow else len(train.counts)
                 entry["constant_in_train"] = not train.overflow and len(train.counts) <= 1
                 entry["unseen_categories"] = {
-                    ROLES[role]: _unseen(train, self.values[column][role]) for role in (1, 2)
+                    SPLIT_NAMES[role]: _unseen(train, self.values[column][role]) for role in (1, 2)
                 }
                 if truncated and column in truncated:
                     entry["categories_kept"] = max_categories
@@ -147,10 +148,12 @@ def _target_section(task_kind: str, tally: TargetTally) -> dict[str, Any]:
         return {
             "class_balance": {
                 role: {str(c): int(tally.counts[i].counts.get(c, 0)) for c in classes}
-                for i, role in enumerate(ROLES)
+                for i, role in enumerate(SPLIT_NAMES)
             }
         }
-    return {"target_stats": {role: tally.moments[i].summary() for i, role in enumerate(ROLES)}}
+    return {
+        "target_stats": {role: tally.moments[i].summary() for i, role in enumerate(SPLIT_NAMES)}
+    }
 
 
 def _row_checks(hashes: list[list[np.ndarray]] | None) -> dict[str, Any]:
@@ -174,9 +177,9 @@ def _row_checks(hashes: list[list[np.ndarray]] | None) -> dict[str, Any]:
     for role in (1, 2):
         if len(train):
             at = np.minimum(np.searchsorted(train, joined[role]), len(train) - 1)
-            leakage[ROLES[role]] = int((train[at] == joined[role]).sum())
+            leakage[SPLIT_NAMES[role]] = int((train[at] == joined[role]).sum())
         else:
-            leakage[ROLES[role]] = 0
+            leakage[SPLIT_NAMES[role]] = 0
     return {
         "duplicates": {"train": int((train[1:] == train[:-1]).sum())},
         "leakage": leakage,
@@ -185,7 +188,7 @@ def _row_checks(hashes: list[list[np.ndarray]] | None) -> dict[str, Any]:
 
 def array_report(bundle: DataBundle) -> dict[str, Any]:
     """The report of an array bundle (bundled datasets, .npz, text windows)."""
-    splits = [getattr(bundle, role) for role in ROLES]
+    splits = [getattr(bundle, role) for role in SPLIT_NAMES]
     report = _base(bundle.name, bundle.fingerprint, bundle.task_kind, [len(s) for s in splits])
     if bundle.task_kind == "lm":
         report["tokens"] = _by_role([s.targets.size for s in splits])
@@ -201,7 +204,7 @@ def array_report(bundle: DataBundle) -> dict[str, Any]:
     if bundle.task_kind == "classification":
         report["class_balance"] = {
             role: {str(c): n for c, n in enumerate(s.class_counts(bundle.num_classes))}
-            for role, s in zip(ROLES, splits, strict=True)
+            for role, s in zip(SPLIT_NAMES, splits, strict=True)
         }
     hashes = [[array_row_hashes(s.inputs, s.targets)] for s in splits]
     report.update(_row_checks(hashes))
@@ -219,8 +222,6 @@ def data_report(
 ) -> dict[str, Any]:
     """The JSON-ready data report of a DataBundle, or of a raw pyarrow table split by
     `splits` ({"train": row indices, "val": ..., "test": ...}) with target column `target`."""
-    from jaxfw.data.bundle import DataBundle
-
     if isinstance(source, DataBundle):
         return copy.deepcopy(source.report) if source.report is not None else array_report(source)
     if isinstance(source, pa.Table):
@@ -239,17 +240,13 @@ def _raw_table_report(
     features: list[str] | None,
     name: str,
 ) -> dict[str, Any]:
-    from jaxfw.data.source_settings import TableSettings
-    from jaxfw.data.table_read import TableFile, plan_columns, prepare_chunk
-    from jaxfw.data.tally import infer_task_kind, valid_targets
-
     file = TableFile(Path(name), name, "table")
-    settings = TableSettings(target=target, features=tuple(features) if features else None)
-    plan = plan_columns(table.schema, settings, file)
+    options = TableOptions(target=target, features=tuple(features) if features else None)
+    plan = plan_columns(table.schema, options, file)
     prepared = prepare_chunk(table, plan, file, 0)
     roles = np.full(table.num_rows, -1, np.int8)
     for role, rows in splits.items():
-        roles[np.asarray(rows, dtype=np.int64)] = ROLES.index(role)
+        roles[np.asarray(rows, dtype=np.int64)] = SPLIT_NAMES.index(role)
     valid = valid_targets(prepared.column(target))
     missing = int((~valid & (roles >= 0)).sum())
     roles[~valid] = -1
@@ -269,8 +266,6 @@ def validate_data(bundle: DataBundle, cfg: Any, path: str | Path | None = None) 
     The report is written as JSON to `path` first (the run's data_report.json), so it is there
     to read even when an error finding then stops the run with a UserError.
     """
-    from jaxfw.data.source_settings import validation_mode
-
     mode = validation_mode(cfg)
     report = data_report(bundle)
     report["validation"] = mode

@@ -1,12 +1,4 @@
-"""`data=text`: files -> bytes -> windows for byte-level language modelling.
-
-The bytes of the matched files (sorted by relative path, so the order is the same on every
-machine) are concatenated, cut to `data.max_bytes`, and split by position: train is the
-start, val the next `val_fraction` of what precedes test, test the last `test_fraction`.
-Splitting by position rather than at random keeps neighbouring windows, which share most of
-their text, on one side of the split. Each split is cut into windows of seq_len + 1 bytes
-that overlap by one byte: inputs are the first seq_len, targets the last seq_len (the next
-byte at every position), both int32 tokens 0..255.
+"""Text for `data=text`: which files, their bytes, and byte windows for language modelling.
 
 Without `data.path` the text is the Python standard library's own source (`*.py` under
 `sysconfig.get_paths()["stdlib"]`, without site-packages): always present, never downloaded.
@@ -15,7 +7,6 @@ It differs between Python versions, which the fingerprint records.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 import os
 import sysconfig
@@ -24,12 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxfw.data.bundle import DataBundle, Split
 from jaxfw.data.encoding import first_invalid_utf8
-from jaxfw.data.fingerprint import source_fingerprint
-from jaxfw.data.settings import DataSettings
-from jaxfw.data.source_settings import TextSettings
-from jaxfw.data.split import held_out_count
+from jaxfw.data.types import Split
 from jaxfw.errors import UserError
 
 VOCAB_SIZE = 256
@@ -108,56 +95,7 @@ def windows(tokens: np.ndarray, seq_len: int) -> Split:
     return Split(blocks[:, :-1], blocks[:, 1:])
 
 
-def position_split(n: int, settings: DataSettings) -> dict[str, slice]:
-    """train | val | test as consecutive byte ranges: test is the last test_fraction."""
-    test = held_out_count(n, settings.test_fraction)
-    val = held_out_count(n - test, settings.val_fraction)
-    return {
-        "train": slice(0, n - test - val),
-        "val": slice(n - test - val, n - test),
-        "test": slice(n - test, n),
-    }
-
-
-def load_text(cfg: Any, settings: DataSettings, seed: int) -> DataBundle:
-    """Byte windows of the configured text (see the module docstring)."""
-    options = TextSettings.from_config(cfg)
-    root, files, where = text_files(settings.path, options.glob)
-    tokens, parts = read_text_bytes(root, files, options.max_bytes)
-    ranges = position_split(len(tokens), settings)
-    splits = {role: windows(tokens[span], options.seq_len) for role, span in ranges.items()}
-    if min(len(split) for split in splits.values()) == 0:
-        sizes = ", ".join(f"{role} {span.stop - span.start}" for role, span in ranges.items())
-        raise UserError(
-            f"The text in {where} ({len(tokens)} bytes) is too short for data.seq_len="
-            f"{options.seq_len} with data.test_fraction={settings.test_fraction} and "
-            f"data.val_fraction={settings.val_fraction} (bytes per split: {sizes}); every split "
-            f"needs more than {options.seq_len} bytes."
-        )
-    config = {"source": "text", **settings.preprocessing(seed), **options.preprocessing()}
-    config["stdlib"] = settings.path is None
-    bundle = DataBundle(
-        name="stdlib" if settings.path is None else Path(settings.path).stem,
-        num_classes=VOCAB_SIZE,
-        input_shape=(options.seq_len,),
-        fingerprint=source_fingerprint(list(parts), config),
-        task_kind="lm",
-        **splits,
-    )
-    # A user's text only: the stdlib holds a few deliberately Latin-1 test modules.
-    not_utf8 = None if settings.path is None else _not_utf8(settings.path, len(files), parts)
-    if not_utf8 is None:
-        return bundle
-    from jaxfw.data.findings import findings
-    from jaxfw.data.report import array_report
-
-    report = array_report(bundle)
-    report["not_utf8"] = not_utf8
-    report["findings"] = findings(report)
-    return dataclasses.replace(bundle, report=report)
-
-
-def _not_utf8(path: str, count: int, parts: list[tuple[str, bytes]]) -> dict[str, Any] | None:
+def not_utf8(path: str, count: int, parts: list[tuple[str, bytes]]) -> dict[str, Any] | None:
     """Which of the text's files are not UTF-8 and where the first bad byte is, or None.
 
     Not an error: the model learns bytes, whatever their encoding; but `jaxfw-generate` shows

@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from jaxfw.data.encoding import iconv_hint
-from jaxfw.data.source_settings import VALIDATION_MODES
+from jaxfw.data.options import VALIDATION_MODES
 from jaxfw.errors import UserError
 
 

@@ -1,15 +1,55 @@
-"""Checks that raw arrays form a usable classification dataset, and converts their dtypes.
+"""Array sources: the bundled datasets and .npz files, and the contract their arrays meet.
 
-Runs on every source, bundled ones included, so a user's file and a shipped dataset are
-held to the same contract: float32 inputs [n, ...], int32 labels 0..C-1, at least 2 classes.
+A source returns the arrays exactly as stored (before any dtype conversion), so the data
+fingerprint hashes what the user supplied, not what jaxfw made of it. `checked_inputs` and
+`checked_targets` then hold every source, bundled ones included, to the same contract:
+float32 inputs [n, ...], int32 labels 0..C-1, at least 2 classes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from jaxfw.data.sources import RawData
+from jaxfw.data.options import SOURCE_NAMES, DataOptions
+from jaxfw.data.sources.npz import read_npz
+from jaxfw.data.types import RawData
 from jaxfw.errors import UserError
+
+
+def _bundled(name: str) -> Callable[[DataOptions], RawData]:
+    """A loader for a dataset shipped inside scikit-learn (no download, always available)."""
+
+    def load(options: DataOptions) -> RawData:
+        # Imported here: sklearn costs over a second to import and most runs need only one source.
+        import sklearn.datasets
+
+        data = getattr(sklearn.datasets, f"load_{name}")()
+        return RawData(data.data, data.target, f"the bundled {name} dataset")
+
+    return load
+
+
+SOURCES: dict[str, Callable[[DataOptions], RawData]] = {
+    "digits": _bundled("digits"),
+    "breast_cancer": _bundled("breast_cancer"),
+    "npz": lambda options: read_npz(options.path),
+}
+
+
+def read_source(options: DataOptions) -> RawData:
+    """Load the raw arrays of the configured array source."""
+    loader = SOURCES.get(options.source or "")
+    if loader is None:
+        # Every source name, the file sources ("table", "text") included, so a typo's
+        # message names them all.
+        valid = ", ".join(repr(name) for name in sorted({*SOURCES, *SOURCE_NAMES}))
+        raise UserError(
+            f"data.source={options.source!r} is not a known source; choose one of {valid}."
+        )
+    return loader(options)
+
 
 _INT32_MAX = np.iinfo(np.int32).max
 

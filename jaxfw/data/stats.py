@@ -1,7 +1,7 @@
-"""Running statistics over table chunks: mean/variance, value counts, per-split target tallies.
+"""Running statistics merged chunk by chunk: moments of numbers, counts of distinct values.
 
-They merge chunk by chunk, so the same code fits a small table in one piece and a Parquet
-file row group by row group without holding it in memory.
+The same code fits a small table in one piece and a Parquet file row group by row group
+without holding it in memory; used to fit preprocessing and to fill the data report.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-ROLES = ("train", "val", "test")
 # Past this many distinct values a column's value counts stop being kept: they would cost
 # memory for no use (a float regression target, an ID column).
 MAX_TRACKED_VALUES = 100_000
@@ -88,66 +87,3 @@ def finite_values(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     """(float64 values with NaN for null, mask of the finite ones) of a numeric column."""
     values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
     return values, np.isfinite(values)
-
-
-def valid_targets(column: pa.ChunkedArray) -> np.ndarray:
-    """Rows whose target is usable: not null and, for numbers, finite."""
-    if pa.types.is_floating(column.type):
-        return finite_values(column)[1]
-    return np.asarray(pc.is_valid(column), dtype=bool)
-
-
-def role_masks(roles: np.ndarray) -> list[tuple[int, np.ndarray]]:
-    """(role, mask) for the roles present; role -1 (left out) is skipped."""
-    return [(role, roles == role) for role in range(len(ROLES)) if (roles == role).any()]
-
-
-class TargetTally:
-    """Per split: how often each target value occurs and, for numbers, their moments."""
-
-    def __init__(self, numeric: bool) -> None:
-        self.numeric = numeric
-        self.counts = [ValueCounts() for _ in ROLES]
-        self.moments = [Moments() for _ in ROLES]
-
-    def update(self, column: pa.ChunkedArray, roles: np.ndarray) -> None:
-        for role, mask in role_masks(roles):
-            chosen = pc.filter(column, pa.array(mask))
-            self.counts[role].update(chosen)
-            if self.numeric:
-                self.moments[role].update(finite_values(chosen)[0])
-
-    @property
-    def overflow(self) -> bool:
-        return any(c.overflow for c in self.counts)
-
-    def combined(self) -> ValueCounts:
-        """Value counts over all splits."""
-        total = ValueCounts(overflow=self.overflow)
-        if not total.overflow:
-            for counts in self.counts:
-                total.counts.update(counts.counts)
-        return total
-
-    def distinct(self) -> list:
-        """The sorted distinct values over all splits."""
-        values: set = set()
-        for counts in self.counts:
-            values.update(counts.counts)
-        return sorted(values)
-
-
-# An integer target with at most this many distinct values is read as class labels.
-MAX_INTEGER_CLASSES = 20
-
-
-def infer_task_kind(requested: str, target_type: str, distinct: int | None) -> str:
-    """`data.task`, or with "auto": text/bool targets and integers with few distinct values
-    (`distinct`, None when too many to count) are classification; the rest is regression."""
-    if requested != "auto":
-        return requested
-    if target_type == "string":
-        return "classification"
-    if target_type == "integer" and distinct is not None and distinct <= MAX_INTEGER_CLASSES:
-        return "classification"
-    return "regression"

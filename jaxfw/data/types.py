@@ -1,19 +1,29 @@
-"""The containers a loaded dataset travels in: one `Split` per role, one `DataBundle` per run."""
+"""The containers a dataset travels in: raw source arrays, one `Split` per role, the
+train-fitted `FeatureTransform`, one `DataBundle` per run. Imports no other jaxfw.data module.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from jaxfw.data.preprocess import FeatureTransform
+SPLIT_NAMES = ("train", "val", "test")  # roles 0, 1, 2 wherever a role is an int
 
-if TYPE_CHECKING:
-    from jaxfw.data.streaming import StreamingSplit
-    from jaxfw.data.table_prep import TablePreprocessor
 
-SPLIT_NAMES = ("train", "val", "test")
+@dataclass(frozen=True, eq=False)
+class RawData:
+    """Source arrays exactly as stored, plus a phrase that names them in error messages."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    origin: str  # e.g. "data file 'x.npz'" or "the bundled digits dataset"
+
+    @property
+    def subject(self) -> str:
+        """`origin` capitalised, to open a sentence."""
+        return self.origin[:1].upper() + self.origin[1:]
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -54,13 +64,73 @@ class Split:
         return [int(c) for c in np.bincount(self.targets, minlength=num_classes)]
 
 
+class TrainSplit(Protocol):
+    """What a bundle's train split offers: a `Split`, or a streamed one
+    (`jaxfw.data.loading.streaming.StreamingSplit`) whose inputs/targets are a sample."""
+
+    @property
+    def inputs(self) -> np.ndarray: ...
+    @property
+    def targets(self) -> np.ndarray: ...
+    def __len__(self) -> int: ...
+    def class_counts(self, num_classes: int) -> list[int]: ...
+
+
+class TablePreprocessing(Protocol):
+    """What a bundle records of a table's fitted encoding
+    (`jaxfw.data.sources.tables.preprocessor.TablePreprocessor`)."""
+
+    target: str
+    classes: tuple
+    task_kind: str
+
+    @property
+    def num_features(self) -> int: ...
+    def to_json(self) -> str: ...
+    def transform(self, data: Any) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureTransform:
+    """x -> (x * scale - mean) / std, per feature; mean/std are None when not standardizing.
+
+    Kept on the DataBundle because an exported model sees raw features at serving time and
+    must apply exactly the transform its training data went through. Fitted on the train
+    split only: val/test statistics must not leak into training.
+    """
+
+    scale: float = 1.0
+    mean: np.ndarray | None = None  # float64 [*input_shape], from the train split
+    std: np.ndarray | None = None  # float64 [*input_shape], zeros replaced by 1
+
+    @classmethod
+    def fit(cls, train_inputs: np.ndarray, scale: float, standardize: bool) -> FeatureTransform:
+        """Fit on the train split alone."""
+        if not standardize:
+            return cls(scale=scale)
+        # float64 accumulation: float32 sums drift visibly on tens of thousands of rows.
+        scaled = train_inputs.astype(np.float64) * scale
+        mean = scaled.mean(axis=0)
+        std = scaled.std(axis=0)
+        # A constant feature carries no information; dividing by 1 leaves it at zero.
+        std[std == 0] = 1.0
+        return cls(scale=scale, mean=mean, std=std)
+
+    def apply(self, inputs: np.ndarray) -> np.ndarray:
+        """Transform a float array [n, *input_shape]; returns float32."""
+        out = inputs.astype(np.float64) * self.scale
+        if self.mean is not None and self.std is not None:
+            out = (out - self.mean) / self.std
+        return out.astype(np.float32)
+
+
 @dataclass(frozen=True, eq=False)
 class DataBundle:
     """A dataset split three ways, plus what a run directory must record about it."""
 
     name: str
     # A StreamingSplit with data.streaming=true: read row group by row group by train_iterator.
-    train: Split | StreamingSplit
+    train: TrainSplit
     val: Split
     test: Split
     num_classes: int
@@ -75,8 +145,8 @@ class DataBundle:
     task_kind: str = "classification"
     # Tables: the fitted column encoding; the trainer saves `preprocessor.to_json()` as
     # preprocessing.json, and evaluation/inference re-apply it with `transform(columns)`.
-    preprocessor: TablePreprocessor | None = None
-    # Tables: the data report computed from the raw columns at load (see report.data_report).
+    preprocessor: TablePreprocessing | None = None
+    # Tables: the data report computed from the raw columns at load (see quality.data_report).
     report: dict[str, Any] | None = None
 
     def example_batch(self, size: int) -> dict[str, np.ndarray]:

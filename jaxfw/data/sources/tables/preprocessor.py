@@ -26,8 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from jaxfw.data.table_read import ColumnPlan, to_numeric
-from jaxfw.data.tally import Moments, ValueCounts, finite_values
+from jaxfw.data.sources.tables.columns import ColumnPlan, as_text, to_numeric
+from jaxfw.data.stats import Moments, ValueCounts, finite_values
 from jaxfw.errors import UserError
 
 FORMAT = "jaxfw.table_preprocessor/v1"
@@ -133,7 +133,9 @@ class TablePreprocessor:
                 if spec.missing_indicator:
                     out[:, at + 1] = ~finite
             elif spec.categories:
-                index = pc.index_in(_text(column), value_set=pa.array(spec.categories, pa.string()))
+                index = pc.index_in(
+                    as_text(column), value_set=pa.array(spec.categories, pa.string())
+                )
                 index = np.asarray(pc.fill_null(index, -1), dtype=np.int64)
                 known = np.flatnonzero(index >= 0)
                 out[known, at + index[known]] = 1.0
@@ -222,12 +224,6 @@ class TablePreprocessor:
         return cls.from_dict(data)
 
 
-def _text(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
-    if pa.types.is_dictionary(column.type):
-        column = pc.cast(column, column.type.value_type)
-    return column if pa.types.is_string(column.type) else pc.cast(column, pa.string())
-
-
 class PreprocessorFitter:
     """Accumulates train-split statistics chunk by chunk; `finish` freezes them."""
 
@@ -240,7 +236,7 @@ class PreprocessorFitter:
         self.values = {n: ValueCounts() for n in plan.features if not plan.is_numeric(n)}
 
     def update(self, train: pa.Table) -> None:
-        """Add train rows of a prepared chunk (see `table_read.prepare_chunk`)."""
+        """Add train rows of a prepared chunk (see `columns.prepare_chunk`)."""
         for name, moments in self.moments.items():
             values, finite = finite_values(train.column(name))
             moments.update(values[finite])

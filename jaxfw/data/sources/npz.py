@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxfw.data.sources import RawData
+from jaxfw.data.types import RawData
 from jaxfw.errors import UserError
 
 REQUIRED_ARRAYS = ("inputs", "targets")
