@@ -7,99 +7,37 @@ minutes on a 2-core machine.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
 import select
 import shlex
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import (
+    ERROR_PREFIX,
+    RUN_TIMEOUT_S,
+    assert_ok,
+    cli_command,
+    cli_env,
+    describe,
+    load_config,
+    load_metrics,
+    load_run_json,
+    run_cli,
+)
 
 pytestmark = pytest.mark.slow
 
-CONSOLE_SCRIPT = Path(sys.executable).parent / "jaxfw-train"
 ANSI = re.compile(r"\x1b\[")
-RUN_TIMEOUT_S = 180
 # Few steps and frequent logging/evaluation: fast, and every code path still runs.
 SHORT = ["trainer.eval_every=10", "trainer.log_every=10", "trainer.progress=log"]
-ERROR_PREFIX = "jaxfw-train: error:"
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    # Keep JAX on the CPU (no accelerator probing) and every stray temp file
-    # (debug=fast runs write under $TMPDIR) inside the test's tmp_path.
-    env["JAX_PLATFORMS"] = "cpu"
-    tmpdir = tmp_path / "tmpdir"
-    tmpdir.mkdir(exist_ok=True)
-    env["TMPDIR"] = str(tmpdir)
-    for name in ("HYDRA_FULL_ERROR", "NO_COLOR", "FORCE_COLOR"):
-        env.pop(name, None)
-    env.update(extra)
-    return env
-
-
-def _command(args: list[str], *, module: bool = False) -> list[str]:
-    if module:
-        return [sys.executable, "-m", "jaxfw", *args]
-    if not CONSOLE_SCRIPT.exists():
-        pytest.fail(f"console script {CONSOLE_SCRIPT} is missing; is jaxfw installed in this venv?")
-    return [str(CONSOLE_SCRIPT), *args]
-
-
-def run_cli(
-    args: list[str],
-    cwd: Path,
-    *,
-    module: bool = False,
-    env: dict[str, str] | None = None,
-    timeout: float = RUN_TIMEOUT_S,
-) -> subprocess.CompletedProcess[str]:
-    """Runs the command with pipes (so neither stdout nor stderr is a TTY)."""
-    return subprocess.run(
-        _command(args, module=module),
-        cwd=cwd,
-        env=env if env is not None else _env(cwd),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def _describe(proc: subprocess.CompletedProcess[str]) -> str:
-    return (
-        f"exit code {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}"
-        f"\n--- stderr ---\n{proc.stderr[-4000:]}"
-    )
-
-
-def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
-    assert proc.returncode == 0, _describe(proc)
-    assert "Traceback" not in proc.stderr + proc.stdout, _describe(proc)
-
-
-def load_config(run_dir: Path) -> dict:
-    return yaml.safe_load((run_dir / "config.yaml").read_text())
-
-
-def load_run_json(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
-
-
-def load_metrics(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def assert_completed_run(run_dir: Path, *, name: str, steps: int) -> list[dict]:
@@ -256,9 +194,9 @@ def test_user_error_is_one_line_exit_2(
 ) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     proc = run_cli([*args, "trainer.progress=log"], tmp_path, timeout=120)
-    assert proc.returncode == 2, _describe(proc)
+    assert proc.returncode == 2, describe(proc)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, _describe(proc)
+    assert len(lines) == 1, describe(proc)
     assert lines[0].startswith(ERROR_PREFIX), lines[0]
     for word in must_mention:
         assert word.replace("{tmp}", str(tmp_path)) in lines[0], (word, lines[0])
@@ -267,9 +205,9 @@ def test_user_error_is_one_line_exit_2(
 
 def test_user_error_via_python_module_uses_the_command_name(tmp_path: Path) -> None:
     proc = run_cli(["optimizer=adamm"], tmp_path, module=True, timeout=120)
-    assert proc.returncode == 2, _describe(proc)
+    assert proc.returncode == 2, describe(proc)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), _describe(proc)
+    assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), describe(proc)
     assert "adam, adamw, sgd" in lines[0]
 
 
@@ -301,7 +239,7 @@ def _user_model_setup(tmp_path: Path) -> tuple[dict[str, str], str]:
     conf.mkdir(parents=True)
     (conf / "tiny.yaml").write_text("_target_: tiny.TinyNet\nnum_outputs: ???\n")
     pythonpath = os.pathsep.join(filter(None, [str(models), os.environ.get("PYTHONPATH")]))
-    env = _env(tmp_path, PYTHONPATH=pythonpath)
+    env = cli_env(tmp_path, PYTHONPATH=pythonpath)
     return env, f"hydra.searchpath=[file://{(tmp_path / 'myconf').resolve()}]"
 
 
@@ -334,9 +272,9 @@ def test_user_model_bad_argument_error_names_it(tmp_path: Path) -> None:
     env, searchpath = _user_model_setup(tmp_path)
     args = ["recipe=digits_cnn", searchpath, "model=tiny", "+model.width=3", "trainer.steps=5"]
     proc = run_cli([*args, f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, env=env)
-    assert proc.returncode == 2, _describe(proc)
+    assert proc.returncode == 2, describe(proc)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), _describe(proc)
+    assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), describe(proc)
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "width" in lines[0], lines[0]
 
@@ -347,14 +285,14 @@ def test_user_model_bad_argument_error_names_it(tmp_path: Path) -> None:
 def test_debug_fast_writes_nothing_under_runs(tmp_path: Path) -> None:
     cwd = tmp_path / "work"
     cwd.mkdir()
-    env = _env(tmp_path)
+    env = cli_env(tmp_path)
     proc = run_cli(["debug=fast"], cwd, env=env)
     assert_ok(proc)
-    assert re.search(r"test/accuracy \d\.\d+", proc.stdout), _describe(proc)
+    assert re.search(r"test/accuracy \d\.\d+", proc.stdout), describe(proc)
     assert not (cwd / "runs").exists()
     assert list(cwd.iterdir()) == [], "debug=fast wrote into the working directory"
     # 10 steps, logged in plain lines.
-    assert "step 10/10" in proc.stderr, _describe(proc)
+    assert "step 10/10" in proc.stderr, describe(proc)
     # The run directory it reports lies under $TMPDIR/jaxfw-debug and holds no
     # run files (logger.enabled=false).
     match = re.search(r"run_dir (\S+)", proc.stdout)
@@ -376,8 +314,8 @@ def test_progress_without_tty_prints_plain_lines(tmp_path: Path) -> None:
     out = proc.stdout + proc.stderr
     assert not ANSI.search(out), "ANSI escape sequences in non-TTY output"
     for step in (10, 20, 30):
-        assert re.search(rf"^step {step}/30  .*train/loss \d", proc.stderr, re.MULTILINE), (
-            _describe(proc)
+        assert re.search(rf"^step {step}/30  .*train/loss \d", proc.stderr, re.MULTILINE), describe(
+            proc
         )
     assert "done: step 30/30" in proc.stderr
 
@@ -430,8 +368,8 @@ def _run_in_pty(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float) 
 def test_progress_on_tty_draws_rich_bar(tmp_path: Path) -> None:
     steps = 300
     args = [f"trainer.steps={steps}", "trainer.log_every=50", "trainer.eval_every=150"]
-    env = _env(tmp_path, TERM="xterm-256color", COLUMNS="120")
-    cmd = _command([*args, f"hydra.run.dir={tmp_path / 'run'}"])
+    env = cli_env(tmp_path, TERM="xterm-256color", COLUMNS="120")
+    cmd = cli_command([*args, f"hydra.run.dir={tmp_path / 'run'}"])
     returncode, out = _run_in_pty(cmd, tmp_path, env, RUN_TIMEOUT_S)
     assert returncode == 0, out[-4000:]
     assert "Traceback" not in out

@@ -5,7 +5,6 @@ launcher, sbatch script, Kubernetes manifest, TPU and local scripts)."""
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from conftest import free_port
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -293,16 +293,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_processes_meet_and_compute_across_processes_on_cpu():
     env = os.environ | {
         "JAX_PLATFORMS": "cpu",
-        "JAXFW_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}",
+        "JAXFW_COORDINATOR_ADDRESS": f"127.0.0.1:{free_port()}",
         "JAXFW_NUM_PROCESSES": "2",
     }
     env.pop("XLA_FLAGS", None)

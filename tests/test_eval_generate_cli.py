@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import popen_interruptible
 from omegaconf import OmegaConf
 from test_lm_recipe import SHORT as LM_SHORT
 
@@ -110,12 +111,10 @@ def test_a_malformed_config_is_one_sentence(lm_run, tmp_path, text, message):
 def test_generate_streams_and_stops_cleanly_on_ctrl_c(lm_run):
     """Output arrives while sampling goes on (a million bytes would take most of an hour);
     Ctrl-C then ends it with what was generated, a newline and exit code 130."""
-    proc = subprocess.Popen(
+    proc = popen_interruptible(
         [sys.executable, "-m", "jaxfw.cli.generate", str(lm_run), "--prompt", "def ",
          "--max-new-tokens", "1000000", "--temperature", "0.8"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        # A test runner started in the background ignores SIGINT, and so would the child.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     received, deadline = b"", time.monotonic() + 240  # a guard against a hang, not a timing check
     try:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_cli import ERROR_PREFIX, _describe, run_cli
+from conftest import ERROR_PREFIX, describe, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -31,10 +31,10 @@ def _latin1_csv(path: Path) -> Path:
 
 
 def _error_line(proc) -> str:
-    assert proc.returncode == 2, _describe(proc)
-    assert "Traceback" not in proc.stderr + proc.stdout, _describe(proc)
+    assert proc.returncode == 2, describe(proc)
+    assert "Traceback" not in proc.stderr + proc.stdout, describe(proc)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), _describe(proc)
+    assert len(lines) == 1 and lines[0].startswith(ERROR_PREFIX), describe(proc)
     return lines[0].removeprefix(ERROR_PREFIX).strip()
 
 
@@ -71,7 +71,7 @@ def test_mistake_is_one_sentence_exit_2(tmp_path: Path, args: list[str], expecte
 def test_non_ascii_name_names_the_run_directory(tmp_path: Path, name: str) -> None:
     # Hydra reads a non-ASCII word only quoted; jaxfw-train quotes a plain word for the user.
     proc = run_cli([f"name={name}", "--cfg", "job", "--resolve"], tmp_path, timeout=120)
-    assert proc.returncode == 0, _describe(proc)
+    assert proc.returncode == 0, describe(proc)
     assert re.search(r"^run_dir: runs/café/\d{4}-", proc.stdout, re.M), proc.stdout
 
 
@@ -80,11 +80,11 @@ def test_table_run_is_filed_under_the_table_name(tmp_path: Path) -> None:
     table = ["data=table", "data.path=shop.csv", "data.target=label"]
     # --cfg job shows where the name comes from, --resolve what it is.
     shown = run_cli([*table, "--cfg", "job"], tmp_path, timeout=120)
-    assert shown.returncode == 0, _describe(shown)
+    assert shown.returncode == 0, describe(shown)
     assert "name: ${jaxfw.data_name:${data.path},digits_mlp}" in shown.stdout
     resolved = run_cli([*table, "--cfg", "job", "--resolve"], tmp_path, timeout=120)
-    assert re.search(r"^name: shop$", resolved.stdout, re.M), _describe(resolved)
-    assert re.search(r"^run_dir: runs/shop/\d{4}-", resolved.stdout, re.M), _describe(resolved)
+    assert re.search(r"^name: shop$", resolved.stdout, re.M), describe(resolved)
+    assert re.search(r"^run_dir: runs/shop/\d{4}-", resolved.stdout, re.M), describe(resolved)
 
     short = [
         "trainer.steps=4",
@@ -93,7 +93,7 @@ def test_table_run_is_filed_under_the_table_name(tmp_path: Path) -> None:
         "trainer.log_every=2",
     ]
     proc = run_cli([*table, *short, "trainer.progress=log"], tmp_path)
-    assert proc.returncode == 0, _describe(proc)
+    assert proc.returncode == 0, describe(proc)
     (run_dir,) = (tmp_path / "runs" / "shop").iterdir()
     assert re.fullmatch(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d-[0-9a-f]{6}", run_dir.name)
     assert json.loads((run_dir / "run.json").read_text())["config_name"] == "shop"

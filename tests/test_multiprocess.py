@@ -5,7 +5,6 @@ two-process run that resumes."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import free_port
 
 from jaxfw.observe import read_jsonl
 
@@ -40,14 +40,8 @@ ARGS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _launch(args: list[str], cwd: Path, processes: int) -> list[subprocess.Popen]:
-    port = _free_port()
+    port = free_port()
     procs = []
     for index in range(processes):
         env = {**os.environ, "JAX_PLATFORMS": "cpu", "TMPDIR": str(cwd)}

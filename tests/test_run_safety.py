@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_cli import _command, _describe, _env, run_cli
+from conftest import cli_command, cli_env, describe, popen_interruptible, run_cli
 
 import jaxfw
 from jaxfw.errors import UserError
@@ -42,16 +42,14 @@ def _one_error_line(proc: subprocess.CompletedProcess[str] | tuple[int, str, str
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        _command(args),
+    return popen_interruptible(
+        cli_command(args),
         cwd=cwd,
-        env=_env(cwd),
+        env=cli_env(cwd),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # A test runner started in the background ignores SIGINT, and so would the child.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -73,7 +71,7 @@ def test_empty_or_foreign_run_dir_is_refused_before_anything_is_written(tmp_path
     (tmp_path / "config.yaml").write_text("mine: true\n")
     for value in ("", "."):
         proc = run_cli([f"run_dir={value}", *FEW], tmp_path)
-        assert proc.returncode == 2, _describe(proc)
+        assert proc.returncode == 2, describe(proc)
         line = _one_error_line(proc)
         assert ("empty" in line) if not value else ("not a jaxfw run (config.yaml" in line)
     assert (tmp_path / "config.yaml").read_text() == "mine: true\n"
@@ -83,11 +81,11 @@ def test_empty_or_foreign_run_dir_is_refused_before_anything_is_written(tmp_path
 def test_a_failed_rerun_keeps_the_runs_own_files(tmp_path):
     run = tmp_path / "run"
     proc = run_cli([f"hydra.run.dir={run}", *FEW], tmp_path)
-    assert proc.returncode == 0, _describe(proc)
+    assert proc.returncode == 0, describe(proc)
     kept = {name: (run / name).read_bytes() for name in (".hydra/overrides.yaml", "config.yaml")}
     # The same dir with another model: the checkpoint does not fit; nothing is rewritten.
     proc = run_cli([f"hydra.run.dir={run}", *FEW, "model.hidden=[32]"], tmp_path)
-    assert proc.returncode == 2, _describe(proc)
+    assert proc.returncode == 2, describe(proc)
     assert "does not fit" in _one_error_line(proc)
     assert {name: (run / name).read_bytes() for name in kept} == kept
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
@@ -95,7 +93,7 @@ def test_a_failed_rerun_keeps_the_runs_own_files(tmp_path):
 
 def test_a_failure_before_training_leaves_no_run_dir_behind(tmp_path):
     proc = run_cli(["model._target_=jaxfw.models.Nope", *FEW], tmp_path)
-    assert proc.returncode == 2, _describe(proc)
+    assert proc.returncode == 2, describe(proc)
     _one_error_line(proc)
     assert not any((tmp_path / "runs").rglob("*.log")), list((tmp_path / "runs").rglob("*"))
 
@@ -105,7 +103,7 @@ def test_a_failure_after_the_data_report_is_marked_failed(tmp_path):
     (tmp_path / "leaky.csv").write_text("\n".join(rows) + "\n")
     args = ["data=table", f"data.path={tmp_path}/leaky.csv", "data.target=label", *FEW]
     proc = run_cli(args, tmp_path)
-    assert proc.returncode == 2, _describe(proc)
+    assert proc.returncode == 2, describe(proc)
     assert "leakage" in _one_error_line(proc)
     (run_file,) = (tmp_path / "runs").rglob("run.json")
     record = json.loads(run_file.read_text())
@@ -146,13 +144,13 @@ def test_a_second_writer_is_refused_and_a_crashed_holder_does_not_block(tmp_path
     first = _start(args, tmp_path)
     _wait_for_checkpoint(run, first)
     second = run_cli(args, tmp_path)
-    assert second.returncode == 2, _describe(second)
+    assert second.returncode == 2, describe(second)
     assert f"in use by another jaxfw process (pid {first.pid}" in _one_error_line(second)
     first.send_signal(signal.SIGKILL)  # a crash: the lock file stays, the lock does not
     first.communicate()
     assert (run / LOCK_FILE).exists() and lock_holder(run) is None
     again = run_cli([f"hydra.run.dir={run}", *LONG[1:], "trainer.steps=300"], tmp_path)
-    assert again.returncode == 0, _describe(again)
+    assert again.returncode == 0, describe(again)
     record = json.loads((run / "run.json").read_text())
     assert record["status"] == "completed" and record["resumes"][0]["step"] >= 100
 
@@ -175,7 +173,7 @@ def test_ctrl_c_is_one_sentence_exit_130_and_the_same_command_resumes(tmp_path):
     assert record["status"] == "interrupted" and record["error"] == line.split("error: ", 1)[1]
     assert record["last_checkpoint_step"] >= 100
     again = run_cli([f"hydra.run.dir={run}", *LONG[1:], "trainer.steps=3000"], tmp_path)
-    assert again.returncode == 0, _describe(again)
+    assert again.returncode == 0, describe(again)
     assert f"at step {record['last_checkpoint_step']}" in again.stdout + again.stderr
 
 
@@ -185,7 +183,7 @@ def test_ctrl_c_is_one_sentence_exit_130_and_the_same_command_resumes(tmp_path):
 def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     # Job 0 meets NaNs at step 3 (nan_policy=raise stops it); job 1 trains.
     proc = run_cli(["-m", "fault.nan_at_step=3,null", *FEW], tmp_path)
-    assert proc.returncode == 1, _describe(proc)
+    assert proc.returncode == 1, describe(proc)
     job_error, line = [x for x in proc.stderr.splitlines() if x.startswith(ERROR)]
     assert "Non-finite loss or gradients at step 3" in job_error and "Traceback" not in proc.stderr
     assert "1 of 2 sweep jobs failed: job 0 (fault.nan_at_step=3" in line
@@ -225,13 +223,13 @@ def test_read_only_folders_are_one_sentence(tmp_path):
     with _read_only(tmp_path / "ro") as ok:
         if not ok:
             pytest.skip("this machine refuses a read-only bind mount (needs root in a sandbox)")
-        proc = run_cli(FEW, tmp_path / "ro", env=_env(tmp_path))  # runs/ would go here
-        assert proc.returncode == 2, _describe(proc)
+        proc = run_cli(FEW, tmp_path / "ro", env=cli_env(tmp_path))  # runs/ would go here
+        assert proc.returncode == 2, describe(proc)
         assert "is read-only or not writable" in _one_error_line(proc)
         assert not (tmp_path / "ro" / "runs").exists()
     with _read_only(done) as ok:
         proc = run_cli([f"hydra.run.dir={done}", *FEW], tmp_path)
-        assert proc.returncode == 2, _describe(proc)
+        assert proc.returncode == 2, describe(proc)
         assert f"Cannot write to run dir '{done}'" in _one_error_line(proc)
 
 
@@ -246,7 +244,7 @@ def test_disk_full_is_one_sentence_and_the_same_command_resumes_after(tmp_path):
         run = disk / "run"
         args = [f"hydra.run.dir={run}", *LONG[1:], "trainer.steps=400", "checkpoint.keep_last=3"]
         proc = run_cli(args, tmp_path)
-        assert proc.returncode == 1, _describe(proc)
+        assert proc.returncode == 1, describe(proc)
         line = _one_error_line(proc)
         assert "No space left on the device" in line and "the same command" in line
         record = json.loads((run / "run.json").read_text())
@@ -255,6 +253,6 @@ def test_disk_full_is_one_sentence_and_the_same_command_resumes_after(tmp_path):
         remount = ["mount", "-o", "remount,size=64m", str(disk)]
         subprocess.run(remount, check=True)
         again = run_cli(args, tmp_path)
-        assert again.returncode == 0, _describe(again)
+        assert again.returncode == 0, describe(again)
         record = json.loads((run / "run.json").read_text())
         assert record["status"] == "completed" and record["resumes"]

@@ -1,0 +1,117 @@
+"""Helpers shared by the test modules: running the `jaxfw-train` command in a subprocess
+the way a user does, reading a run directory back, a free local port, and starting a
+child that Ctrl-C (SIGINT) can reach.
+
+Imported as `from conftest import ...` (pytest puts tests/ on the path)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "jaxfw-train"
+RUN_TIMEOUT_S = 180
+ERROR_PREFIX = "jaxfw-train: error:"
+
+
+def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    # Keep JAX on the CPU (no accelerator probing) and every stray temp file
+    # (debug=fast runs write under $TMPDIR) inside the test's tmp_path.
+    env["JAX_PLATFORMS"] = "cpu"
+    tmpdir = tmp_path / "tmpdir"
+    tmpdir.mkdir(exist_ok=True)
+    env["TMPDIR"] = str(tmpdir)
+    for name in ("HYDRA_FULL_ERROR", "NO_COLOR", "FORCE_COLOR"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def cli_command(args: list[str], *, module: bool = False) -> list[str]:
+    if module:
+        return [sys.executable, "-m", "jaxfw", *args]
+    if not CONSOLE_SCRIPT.exists():
+        pytest.fail(f"console script {CONSOLE_SCRIPT} is missing; is jaxfw installed in this venv?")
+    return [str(CONSOLE_SCRIPT), *args]
+
+
+def run_cli(
+    args: list[str],
+    cwd: Path,
+    *,
+    module: bool = False,
+    env: dict[str, str] | None = None,
+    timeout: float = RUN_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """Runs the command with pipes (so neither stdout nor stderr is a TTY)."""
+    return subprocess.run(
+        cli_command(args, module=module),
+        cwd=cwd,
+        env=env if env is not None else cli_env(cwd),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def describe(proc: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"exit code {proc.returncode}\n--- stdout ---\n{proc.stdout[-4000:]}"
+        f"\n--- stderr ---\n{proc.stderr[-4000:]}"
+    )
+
+
+def assert_ok(proc: subprocess.CompletedProcess[str]) -> None:
+    assert proc.returncode == 0, describe(proc)
+    assert "Traceback" not in proc.stderr + proc.stdout, describe(proc)
+
+
+def load_config(run_dir: Path) -> dict:
+    return yaml.safe_load((run_dir / "config.yaml").read_text())
+
+
+def load_run_json(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def load_metrics(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def _sigint_reaches_children() -> Iterator[None]:
+    # A test runner started in the background (a CI script, `cmd &`) ignores SIGINT, and
+    # its children would inherit that. A handler (unlike SIG_IGN) resets to the default
+    # at exec, so the child's Python installs its KeyboardInterrupt again.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def popen_interruptible(command: list[str], **kwargs: Any) -> subprocess.Popen:
+    """`subprocess.Popen` of a child that a SIGINT (Ctrl-C) reaches."""
+    with _sigint_reaches_children():
+        return subprocess.Popen(command, **kwargs)
