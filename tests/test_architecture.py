@@ -153,3 +153,13 @@ def test_nothing_points_outside_the_repository():
     texts += [p.read_text() for p in (REPO / "docs").glob("*.md")]
     for text in texts:
         assert not re.search(r"\.\./shared|DESIGN\.md|NOTES-stack", text)
+
+
+def test_the_architecture_page_names_every_module():
+    page = (REPO / "docs" / "architecture.md").read_text()
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in MODULES.values()
+        if path.name != "__init__.py" and path.stem not in page
+    ]
+    assert not missing, f"docs/architecture.md does not mention {missing}"
