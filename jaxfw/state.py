@@ -25,6 +25,9 @@ class TrainState:
     # call of the compiled step, host work on the per-step path; raw key data is not.
     rng: jax.Array
     model_state: dict[str, Any] = flax.struct.field(default_factory=dict)  # e.g. batch_stats
+    # Unused (always None), yet kept: every checkpoint written so far records this field,
+    # and Orbax refuses to restore a saved tree into one that lacks it. Removing it needs
+    # a restore that tolerates the missing leaf (Orbax's partial_restore) first.
     ema_params: Any = None
 
 
