@@ -19,7 +19,7 @@ def __getattr__(name: str) -> Any:
 
         return compose
     if name == "Hook":
-        from jaxfw.hooks import Hook
+        from jaxfw.hooks import Hook  # lazily: `import jaxfw` loads no JAX
 
         return Hook
     if name in ("train", "TrainResult"):

@@ -83,3 +83,21 @@ def peak_flops(configured: float | None) -> float | None:
         if per_device is None:
             return None
     return per_device * jax.device_count()
+
+
+def training_flops(parts: Any, state: Any, batch: Any, cfg: Any) -> tuple[float, str, float | None]:
+    """(FLOPs per train step, their source, peak FLOP/s) for a run: XLA's cost analysis
+    of its compiled step on `batch`, else the estimate from the config's model."""
+    per_step = step_flops(parts.steps.train_packed, state, batch)
+    source = "xla_cost_analysis"
+    if per_step is None:  # e.g. a backend without cost analysis
+        lm = cfg.task.name == "lm"
+        per_step = estimated_step_flops(
+            sum(x.size for x in jax.tree.leaves(state.params)),
+            int(cfg.trainer.batch_size),
+            int(cfg.data.seq_len) if lm else None,
+            cfg.model.get("num_layers"),
+            cfg.model.get("embed_dim"),
+        )
+        source = "estimate_6N_plus_attention"
+    return per_step, source, peak_flops(cfg.trainer.peak_flops)

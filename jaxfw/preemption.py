@@ -7,16 +7,20 @@ a checkpoint synchronously and exits cleanly.
 
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType, TracebackType
 
 
 class PreemptionWatch:
-    def __init__(self) -> None:
+    def __init__(self, on_request: Callable[[], None] | None = None) -> None:
         self.requested = False
+        self.on_request = on_request  # called from the handler (the loop's hooks: wake)
         self._previous: object = None
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.requested = True
+        if self.on_request is not None:
+            self.on_request()
 
     def __enter__(self) -> "PreemptionWatch":
         # Signal handlers can only be installed from the main thread (a notebook's
@@ -33,3 +37,4 @@ class PreemptionWatch:
     ) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGTERM, self._previous)  # type: ignore[arg-type]
+            self._previous = None

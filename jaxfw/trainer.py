@@ -3,7 +3,7 @@ loop (jaxfw/loop.py), evaluate the best checkpoint on the test split, close the 
 
     config -> data, model, task, optimizer -> compiled steps   (jaxfw/build.py)
     run dir: new, or continued (trainer.resume)                  (jaxfw/resume.py)
-    loop: log, evaluate, checkpoint, preemption, nan policy      (jaxfw/loop.py)
+    loop: compiled calls; hooks log, evaluate, checkpoint, ...   (jaxfw/loop.py, jaxfw/hooks/)
 """
 
 import contextlib
@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from jaxfw.errors import UserError
 from jaxfw.evaluation.run import evaluation_document, write_evaluation
 from jaxfw.failures import RunFailed, environment_failure, interrupted
 from jaxfw.feed import StepFeed
+from jaxfw.hooks import Hook
 from jaxfw.loop import BestTracker, Loop, LoopState
 from jaxfw.observe import RUN_FILE, make_progress
 from jaxfw.observe.run_outputs import RunOutputs
@@ -167,13 +169,17 @@ def _check_data(cfg: DictConfig, parts: Parts, run_path: Path) -> None:
         (run_path / PREPROCESSING).write_text(preprocessor.to_json())
 
 
-def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
+def train(
+    cfg: DictConfig, run_dir: str | Path | None = None, *, hooks: Sequence[Hook] = ()
+) -> TrainResult:
     """Train the config's model; write the run directory; return the final state.
 
-    `run_dir` defaults to the config's `run_dir`. Raises UserError for config or data
-    mistakes before any training starts, RunFailed (a UserError) when the machine stops
-    the run (disk full, a folder not writable) and RunInterrupted (a KeyboardInterrupt)
-    on Ctrl-C; run.json records each.
+    `run_dir` defaults to the config's `run_dir`. `hooks`: your own `jaxfw.Hook`s, called
+    at the steps they declare (after the built-in logging and evaluation of a step).
+
+    Raises UserError for config or data mistakes before any training starts, RunFailed
+    (a UserError) when the machine stops the run (disk full, a folder not writable) and
+    RunInterrupted (a KeyboardInterrupt) on Ctrl-C; run.json records each.
     """
     t0 = time.perf_counter()
     resolved = resolve_config(cfg)
@@ -190,13 +196,15 @@ def train(cfg: DictConfig, run_dir: str | Path | None = None) -> TrainResult:
         check_writable(run_path)
         lock = RunLock(run_path).acquire()
     try:
-        return _train_locked(cfg, run_path, t0)
+        return _train_locked(cfg, run_path, t0, hooks)
     finally:
         if lock is not None:
             lock.release()
 
 
-def _train_locked(cfg: DictConfig, run_path: Path, t0: float) -> TrainResult:
+def _train_locked(
+    cfg: DictConfig, run_path: Path, t0: float, hooks: Sequence[Hook] = ()
+) -> TrainResult:
     cache = enable_compile_cache(cfg.trainer.compile_cache)
     identity = config_identity(cfg)  # before the data fills in model.num_outputs
     checkpointer = None
@@ -268,6 +276,7 @@ def _train_locked(cfg: DictConfig, run_path: Path, t0: float) -> TrainResult:
             "config": OmegaConf.to_container(cfg),
         },
         carry=carry,
+        hooks=hooks,
     )
     if start_step:
         progress.message(f"resumed {run_path} at step {start_step}")
