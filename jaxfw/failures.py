@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import errno
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from jaxfw.errors import UserError
 
@@ -106,3 +108,36 @@ def interrupted(step: int | None, total: int, last_checkpoint: int | None) -> Ru
     else:
         then = "no checkpoint was saved yet, so the same command starts over"
     return RunInterrupted(f"Interrupted (Ctrl-C){at}: {then}.")
+
+
+class ForeignThreadOutput:
+    """A stand-in for `sys.stderr` that holds back what threads started outside Python
+    write to it, until `release()`.
+
+    When a checkpoint write fails (disk full), Orbax's event loop closes while
+    TensorStore's C++ threads still complete their writes; each then prints a
+    "RuntimeError: Event loop is closed" traceback through `sys.stderr`. Those lines say
+    nothing the one-sentence failure does not, so after such a failure they are dropped;
+    after any other ending they are printed, so nothing real is hidden.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.held: list[str] = []
+
+    def write(self, text: str) -> int:
+        if isinstance(threading.current_thread(), threading._DummyThread):
+            self.held.append(text)
+            return len(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def release(self, show: bool) -> None:
+        if show and self.held:
+            self.stream.write("".join(self.held))
+        self.held.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)

@@ -37,7 +37,7 @@ from jaxfw.config.errors import quoted_override, translate_config_error
 from jaxfw.config.paths import conf_dir
 from jaxfw.config.validate import validate_config
 from jaxfw.errors import UserError
-from jaxfw.failures import INTERRUPTED_EXIT, RunFailed
+from jaxfw.failures import INTERRUPTED_EXIT, ForeignThreadOutput, RunFailed
 from jaxfw.json_values import to_jsonable
 from jaxfw.run_guard import check_run_dir, check_writable, is_run_dir, lock_holder
 
@@ -147,26 +147,45 @@ def _check_run_dir(argv: Sequence[str], configs: list[DictConfig]) -> list[str]:
 _sweep_jobs: list[dict[str, Any]] = []
 
 
-def _train_job(cfg: DictConfig) -> Any:
-    """Train; one sentence and an exit code for every way it can stop early."""
-    # Imported after the checks: JAX loads only for real work.
-    from jaxfw.loop import NonFiniteError
-    from jaxfw.trainer import train
+def _train(cfg: DictConfig) -> Any:
+    """`jaxfw.train` for this Hydra job; a machine failure (RunFailed) ends the process
+    with its one sentence."""
+    from jaxfw.trainer import train  # JAX loads only for real work
 
+    background = ForeignThreadOutput(sys.stderr)
+    sys.stderr = background
     try:
-        return train(cfg, run_dir=HydraConfig.get().runtime.output_dir)
-    except KeyboardInterrupt as exc:
-        _fail(exc if str(exc) else "Interrupted (Ctrl-C).", INTERRUPTED_EXIT)
-    except NonFiniteError as exc:
-        _fail(exc, NON_FINITE_EXIT)
+        result = train(cfg, run_dir=HydraConfig.get().runtime.output_dir)
     except RunFailed as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        # The sentence says it all; TensorStore's threads may still be printing, so the
+        # stand-in stays in place until the process ends.
+        background.release(show=False)
+        print(f"{PROG}: error: {exc}", file=background.stream)
         sys.stdout.flush()
-        sys.stderr.flush()
+        background.stream.flush()
         # run.json and the checkpoints are closed; Orbax's I/O threads may still be
         # winding down after the failed write, and at interpreter exit they print
         # tracebacks ("Event loop is closed"). Nothing is left to clean up.
         os._exit(exc.exit_code)
+    except BaseException:
+        background.release(show=True)
+        sys.stderr = background.stream
+        raise
+    background.release(show=True)
+    sys.stderr = background.stream
+    return result
+
+
+def _train_job(cfg: DictConfig) -> Any:
+    """Train; one sentence and an exit code for every way it can stop early."""
+    from jaxfw.loop import NonFiniteError  # JAX loads only for real work
+
+    try:
+        return _train(cfg)
+    except KeyboardInterrupt as exc:
+        _fail(exc if str(exc) else "Interrupted (Ctrl-C).", INTERRUPTED_EXIT)
+    except NonFiniteError as exc:
+        _fail(exc, NON_FINITE_EXIT)
     except UserError as exc:
         _fail(exc)
 
