@@ -113,7 +113,7 @@ def _detect_cluster(environ: Mapping[str, str]) -> _Cluster | None:
 
 def _setting(cfg: Any, key: str, environ: Mapping[str, str]) -> tuple[Any, str]:
     """(value, where it came from): the config, then JAXFW_<KEY>, then JAX_<KEY>."""
-    value = getattr(cfg, key, None)
+    value = getattr(cfg, key)  # every key is in the typed `distributed` node
     if value is not None:
         return value, f"distributed.{key}"
     for prefix in ENV_PREFIXES:
@@ -158,10 +158,10 @@ def _processes(count: int | None) -> str:
 
 
 def _mode(cfg: Any) -> str:
-    mode = getattr(cfg, "mode", "auto")
-    mode = str(getattr(mode, "value", mode))  # the schema's enum or a plain string
+    mode = str(getattr(cfg.mode, "value", cfg.mode))  # the schema's enum or a plain string
     if mode not in MODES:
-        raise UserError(f"distributed.mode={mode!r} is not valid; choose one of auto, on, off.")
+        choices = ", ".join(MODES)
+        raise UserError(f"distributed.mode={mode!r} is not valid; choose one of {choices}.")
     return mode
 
 
@@ -178,7 +178,7 @@ def distributed_settings(cfg: Any, environ: Mapping[str, str]) -> DistributedSet
     mode = _mode(cfg)
     if mode == "off":
         return None
-    timeout = getattr(cfg, "initialization_timeout_s", 300)
+    timeout = cfg.initialization_timeout_s
     if not isinstance(timeout, int) or timeout < 1:
         raise UserError(
             f"distributed.initialization_timeout_s={timeout!r} is not allowed; use a whole "
