@@ -119,9 +119,9 @@ def _restore(
     return state, step, meta, lineage
 
 
-# Prefetching puts each batch on the devices with its own device_put (~70 us of host time
-# for a small batch), where a jitted step given host arrays transfers them for ~10 us: worth
-# it only where the transfer itself takes long enough to hide behind the running step.
+# Prefetching puts each batch on the devices with its own device_put, which costs more host
+# time than a jitted step transferring the host arrays it is given (benchmarks/README.md):
+# worth it only where the transfer itself takes long enough to hide behind the step.
 PREFETCH_MIN_BATCH_BYTES = 1 << 20
 
 

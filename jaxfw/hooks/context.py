@@ -24,8 +24,7 @@ class PendingMetrics:
         arrays = [metrics for _, metrics in self.calls]
         if self._host_is_device:
             # CPU arrays are host memory already: `device_get` first starts an async copy
-            # of each (~20 us apiece: 2.4 ms for a log interval of 100 single-step calls,
-            # 2% of a digits_mlp step) where reading them directly takes 1 us apiece.
+            # of each, many times the cost of reading them directly (benchmarks/README.md).
             fetched = [np.asarray(metrics) for metrics in arrays]
         else:  # all transfers started before the first wait
             fetched = jax.device_get(arrays)

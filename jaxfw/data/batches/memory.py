@@ -60,7 +60,7 @@ class _EpochBatchGather:
         epoch = index // self.batches_per_epoch
         start = position * self._batch_size
         rows = self._permutation(epoch)[start : start + self._batch_size][self._rows]
-        # take(axis=0): the same rows as inputs[rows] in half the time (~1.7 against ~3.3 us).
+        # take(axis=0): the same rows as inputs[rows], in about half the time.
         return {
             "inputs": self._inputs.take(rows, axis=0),
             "targets": self._targets.take(rows, axis=0),
@@ -133,9 +133,9 @@ def memory_train_iterator(
 class IndexedBatches:
     """Batch 0, 1, 2, ... of `train_dataset`'s stream, each built straight from its index
     by the dataset's own gather (element i of the Grain MapDataset, without the Grain
-    layers around it): on this 2-core CPU Grain's per-element machinery (a timing context
-    and an output-spec hook per layer) cost ~10 us a batch in the training loop, and ~110
-    us was measured on a GPU host, where that was 13% of a small model's step.
+    layers around it): Grain's per-element machinery (a timing context and an output-spec
+    hook per layer) is host work on every step, a noticeable share of a small model's step
+    (benchmarks/README.md).
     `get_state()`/`set_state()` use the Grain iterator's own state document
     (`{"next_index": i}`), so checkpoints of either resume with the other."""
 

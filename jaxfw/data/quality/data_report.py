@@ -26,6 +26,7 @@ from jaxfw.data.sources.tables.columns import ColumnPlan, plan_columns, prepare_
 from jaxfw.data.sources.tables.files import TableFile
 from jaxfw.data.stats import Moments, ValueCounts, finite_values
 from jaxfw.data.types import SPLIT_NAMES, DataBundle
+from jaxfw.json_values import to_jsonable
 
 FORMAT = "jaxfw.data_report/v1"
 _MAX_ARRAY_COLUMNS = 4096  # wider array inputs are reported as a whole, not per column
@@ -270,12 +271,7 @@ def validate_data(bundle: DataBundle, cfg: Any, path: str | Path | None = None) 
     report = data_report(bundle)
     report["validation"] = mode
     if path is not None:
-        Path(path).write_text(json.dumps(report, indent=1, default=_jsonable) + "\n")
+        text = json.dumps(to_jsonable(report), indent=1, allow_nan=False)
+        Path(path).write_text(text + "\n")
     check_findings(report, mode)
     return report
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
