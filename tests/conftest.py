@@ -115,3 +115,38 @@ def popen_interruptible(command: list[str], **kwargs: Any) -> subprocess.Popen:
     """`subprocess.Popen` of a child that a SIGINT (Ctrl-C) reaches."""
     with _sigint_reaches_children():
         return subprocess.Popen(command, **kwargs)
+
+
+def launch_jaxfw(args: list[str], cwd: Path, processes: int) -> list[subprocess.Popen]:
+    """`python -m jaxfw args` as `processes` processes joined by jax.distributed on
+    localhost (one plain process when 1), each on one CPU device, output merged."""
+    port = free_port()
+    procs = []
+    for index in range(processes):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "TMPDIR": str(cwd)}
+        env.pop("XLA_FLAGS", None)
+        if processes > 1:
+            env |= {
+                "JAXFW_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                "JAXFW_NUM_PROCESSES": str(processes),
+                "JAXFW_PROCESS_ID": str(index),
+            }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "jaxfw", *args],
+                cwd=cwd,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+    return procs
+
+
+def finish_all(procs: list[subprocess.Popen]) -> list[str]:
+    """Wait for every process; each must exit 0. Returns what each printed."""
+    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
+    for proc, output in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, output[-3000:]
+    return outputs

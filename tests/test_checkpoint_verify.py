@@ -7,7 +7,6 @@ import logging
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from conftest import finish_all, launch_jaxfw
 
 import jaxfw
 from jaxfw import checkpoint_digest as digest
@@ -396,34 +396,7 @@ def test_the_same_command_recovers_and_jaxfw_eval_refuses(tmp_path):
 
 def _two_processes(args: list[str], cwd: Path) -> list[str]:
     """`python -m jaxfw args` as two processes joined by jax.distributed on localhost."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    procs = []
-    for index in range(2):
-        env = {
-            **os.environ,
-            "JAX_PLATFORMS": "cpu",
-            "TMPDIR": str(cwd),
-            "JAXFW_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-            "JAXFW_NUM_PROCESSES": "2",
-            "JAXFW_PROCESS_ID": str(index),
-        }
-        env.pop("XLA_FLAGS", None)
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "jaxfw", *args],
-                cwd=cwd,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    outputs = [proc.communicate(timeout=300)[0] for proc in procs]
-    for proc, output in zip(procs, outputs, strict=True):
-        assert proc.returncode == 0, output[-3000:]
-    return outputs
+    return finish_all(launch_jaxfw(args, cwd, 2))
 
 
 @pytest.mark.slow

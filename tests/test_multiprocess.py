@@ -3,17 +3,14 @@ gloo): the same result as one process with the same global batch, and a killed
 two-process run that resumes."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-from conftest import free_port
+from conftest import finish_all, launch_jaxfw
 
 from jaxfw.observe import read_jsonl
 
@@ -38,38 +35,6 @@ ARGS = [
     "trainer.progress=log",
     "model.dropout=0.0",
 ]
-
-
-def _launch(args: list[str], cwd: Path, processes: int) -> list[subprocess.Popen]:
-    port = free_port()
-    procs = []
-    for index in range(processes):
-        env = {**os.environ, "JAX_PLATFORMS": "cpu", "TMPDIR": str(cwd)}
-        env.pop("XLA_FLAGS", None)
-        if processes > 1:
-            env |= {
-                "JAXFW_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
-                "JAXFW_NUM_PROCESSES": str(processes),
-                "JAXFW_PROCESS_ID": str(index),
-            }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "jaxfw", *args],
-                cwd=cwd,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    return procs
-
-
-def _finish(procs: list[subprocess.Popen]) -> list[str]:
-    outputs = [p.communicate(timeout=300)[0] for p in procs]
-    for p, out in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, out[-3000:]
-    return outputs
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -107,7 +72,7 @@ def _state(run_dir: Path, step: int, like=None):
 @pytest.fixture(scope="module")
 def single(tmp_path_factory) -> Path:
     cwd = tmp_path_factory.mktemp("single")
-    _finish(_launch([*ARGS, "hydra.run.dir=run"], cwd, 1))
+    finish_all(launch_jaxfw([*ARGS, "hydra.run.dir=run"], cwd, 1))
     return cwd / "run"
 
 
@@ -116,7 +81,7 @@ def two(tmp_path_factory) -> tuple[Path, list[str]]:
     """The uninterrupted two-process run (and what its processes printed)."""
     cwd = tmp_path_factory.mktemp("two")
     started = time.perf_counter()
-    outputs = _finish(_launch([*ARGS, "hydra.run.dir=run"], cwd, 2))
+    outputs = finish_all(launch_jaxfw([*ARGS, "hydra.run.dir=run"], cwd, 2))
     print(f"2-process run: {time.perf_counter() - started:.1f} s")
     return cwd / "run", outputs
 
@@ -149,13 +114,13 @@ def test_two_processes_stacked_and_prefetched_match_one_process(single, tmp_path
     """The same with 5 steps per call and prefetch: global arrays built from per-process
     stacks, placed one call ahead."""
     extra = ["trainer.steps_per_execution=5", "trainer.prefetch=on", "hydra.run.dir=run"]
-    outputs = _finish(_launch([*ARGS, *extra], tmp_path, 2))
+    outputs = finish_all(launch_jaxfw([*ARGS, *extra], tmp_path, 2))
     _check_two_process_run(tmp_path / "run", outputs, single)
 
 
 def test_killed_two_process_run_resumes(two, tmp_path):
     args = [*ARGS, "hydra.run.dir=run", "trainer.log_batch_checksums=true"]
-    procs = _launch(args, tmp_path, 2)
+    procs = launch_jaxfw(args, tmp_path, 2)
     log = tmp_path / "run/batch_checksums.jsonl"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -171,7 +136,7 @@ def test_killed_two_process_run_resumes(two, tmp_path):
     checkpoints = tmp_path / "run/checkpoints"
     # In-flight saves end in .orbax-checkpoint-tmp; restore takes the latest complete one.
     latest = max((int(p.name) for p in checkpoints.iterdir() if p.name.isdigit()), default=0)
-    outputs = _finish(_launch(args, tmp_path, 2))
+    outputs = finish_all(launch_jaxfw(args, tmp_path, 2))
     run = json.loads((tmp_path / "run/run.json").read_text())
     resumed = run["resumes"][0]["step"]
     assert resumed == latest and resumed <= killed_at, (resumed, latest, killed_at)
