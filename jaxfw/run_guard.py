@@ -112,10 +112,21 @@ def _read_holder(lock_path: Path) -> dict[str, Any]:
         return {}
 
 
-def _describe(holder: dict[str, Any]) -> str:
+def _in_use(path: Path, holder: dict[str, Any]) -> UserError:
     pid, host = holder.get("pid", "?"), holder.get("hostname", "?")
     since = holder.get("since")
-    return f"pid {pid} on {host}" + (f", since {since}" if since else "")
+    who = f"pid {pid} on {host}" + (f", since {since}" if since else "")
+    return UserError(
+        f"Run dir '{path}' is in use by another jaxfw process ({who}); wait for it to "
+        "finish, or give this run another run_dir."
+    )
+
+
+def refuse_if_locked(path: Path) -> None:
+    """Raise UserError naming the holder if another process holds the run dir's lock."""
+    holder = lock_holder(path)
+    if holder is not None:
+        raise _in_use(path, holder)
 
 
 class RunLock:
@@ -134,11 +145,7 @@ class RunLock:
         except BlockingIOError:
             holder = _read_holder(self.path)
             handle.close()
-            raise UserError(
-                f"Run dir '{self.path.parent}' is in use by another jaxfw process "
-                f"({_describe(holder)}); wait for it to finish, or give this run another "
-                "run_dir."
-            ) from None
+            raise _in_use(self.path.parent, holder) from None
         handle.seek(0)
         text = handle.read()
         with contextlib.suppress(ValueError):

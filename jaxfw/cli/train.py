@@ -39,7 +39,7 @@ from jaxfw.config.validate import validate_config
 from jaxfw.errors import UserError
 from jaxfw.failures import INTERRUPTED_EXIT, ForeignThreadOutput, RunFailed
 from jaxfw.json_values import to_jsonable
-from jaxfw.run_guard import check_run_dir, check_writable, is_run_dir, lock_holder
+from jaxfw.run_guard import check_run_dir, check_writable, is_run_dir, refuse_if_locked
 
 PROG = "jaxfw-train"
 USER_ERROR_EXIT = 2
@@ -134,12 +134,7 @@ def _check_run_dir(argv: Sequence[str], configs: list[DictConfig]) -> list[str]:
     check_run_dir(placed)  # the text: an empty one means the current folder
     path = Path(placed)
     check_writable(path)
-    holder = lock_holder(path)
-    if holder is not None:
-        raise UserError(
-            f"Run dir '{path}' is in use by another jaxfw process (pid {holder.get('pid')} on "
-            f"{holder.get('hostname')}); wait for it to finish, or give this run another run_dir."
-        )
+    refuse_if_locked(path)
     return ["hydra.output_subdir=null"] if is_run_dir(path) else []
 
 
