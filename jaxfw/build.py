@@ -154,6 +154,7 @@ class Parts:
     """Everything a run computes with, built from the resolved config."""
 
     data: DataBundle
+    model: ModelFns
     task: Any
     steps: Steps
     schedule: optax.Schedule
@@ -231,6 +232,7 @@ def build_parts(cfg: DictConfig) -> Parts:
 
     return Parts(
         data=data,
+        model=model,
         task=task,
         steps=compile_steps(
             model,

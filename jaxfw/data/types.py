@@ -19,6 +19,7 @@ class RawData:
     inputs: np.ndarray
     targets: np.ndarray
     origin: str  # e.g. "data file 'x.npz'" or "the bundled digits dataset"
+    feature_names: tuple[str, ...] = ()  # one per input feature, where the source names them
 
     @property
     def subject(self) -> str:
@@ -148,6 +149,12 @@ class DataBundle:
     preprocessor: TablePreprocessing | None = None
     # Tables: the data report computed from the raw columns at load (see quality.data_report).
     report: dict[str, Any] | None = None
+    # Tables: the train split's raw per-column distributions, the drift baseline an export
+    # carries (quality/reference.py); array and text sources derive theirs from the splits.
+    reference: dict[str, Any] | None = None
+    # The raw features' names where the source has them (a table's columns, scikit-learn's
+    # feature_names): exported models accept rows keyed by them.
+    feature_names: tuple[str, ...] = ()
 
     def example_batch(self, size: int) -> dict[str, np.ndarray]:
         """The first `size` train examples, for shapes (model init); works when streaming."""

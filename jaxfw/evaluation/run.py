@@ -146,10 +146,11 @@ def eval_directory(split: str, checkpoint: str) -> str:
     return f"{EVAL_DIR}/{split}-{checkpoint}"
 
 
-def _pick_step(checkpointer: Checkpointer, which: str) -> tuple[str, int]:
+def pick_step(checkpointer: Checkpointer, which: str) -> tuple[str, int]:
+    """(kind, step) of `which` (best, latest or a saved step's number) among the saved."""
     steps = checkpointer.steps()
     if not steps:
-        raise UserError(f"No checkpoint in {checkpointer.directory} to evaluate.")
+        raise UserError(f"No checkpoint in {checkpointer.directory}.")
     if which == "latest":
         return "latest", steps[-1]
     if which == "best":
@@ -175,7 +176,7 @@ def evaluate_checkpoint(run_dir: str | Path, split: str = "test", checkpoint: st
         mode=cfg.task.best_mode,
         read_only=True,
     )
-    kind, step = _pick_step(checkpointer, checkpoint)
+    kind, step = pick_step(checkpointer, checkpoint)
     parts = build_parts(cfg)
     state = checkpointer.restore_state(abstract_like(parts.init_state()), step)
     return evaluation_document(cfg, parts, state, split, {"kind": kind, "step": step}, run_dir)

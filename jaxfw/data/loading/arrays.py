@@ -39,6 +39,7 @@ def load_arrays(options: DataOptions, seed: int) -> DataBundle:
         input_shape=tuple(int(d) for d in inputs.shape[1:]),
         fingerprint=fingerprint,
         transform=transform,
+        feature_names=raw.feature_names,
         **splits,
     )
 

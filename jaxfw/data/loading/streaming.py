@@ -163,7 +163,7 @@ def load_streaming_table(
     distinct = None if tally.overflow else len(tally.distinct())
     kind = infer_task_kind(table_options.task, plan.target_type, distinct)
     classes = class_values(kind, tally.combined(), plan, file)
-    preprocessor, report = scan.finish(kind, classes, file.path.stem, fingerprint)
+    preprocessor, report, reference = scan.finish(kind, classes, file.path.stem, fingerprint)
     train = StreamingSplit(
         reader=reader,
         preprocessor=preprocessor,
@@ -173,4 +173,6 @@ def load_streaming_table(
     )
     report["streaming"] = {"row_groups": parquet.num_row_groups, "train_row_groups": len(groups)}
     val, test = (encode_split(preprocessor, pa.concat_tables(held[r])) for r in (1, 2))
-    return make_bundle(file, preprocessor, fingerprint, report, train=train, val=val, test=test)
+    return make_bundle(
+        file, preprocessor, fingerprint, report, reference, train=train, val=val, test=test
+    )

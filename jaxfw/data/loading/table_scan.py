@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 
 from jaxfw.data.options import DataOptions, TableOptions
 from jaxfw.data.quality.data_report import TableReportBuilder
+from jaxfw.data.quality.reference import TableReferenceBuilder
 from jaxfw.data.quality.tally import TargetTally
 from jaxfw.data.sources.tables.columns import ColumnPlan, prepare_chunk
 from jaxfw.data.sources.tables.files import TableFile
@@ -56,6 +57,7 @@ class TableScan:
         self.tally = TargetTally(numeric=plan.target_type != "string")
         self.fitter = PreprocessorFitter(plan, options.max_categories, options.missing_indicators)
         self.report = TableReportBuilder(plan, check_rows, capacity=capacity)
+        self.reference = TableReferenceBuilder(plan)
 
     def run(
         self,
@@ -70,13 +72,14 @@ class TableScan:
             self.report.update(chunk, roles, int((roles < 0).sum()))  # -1: no target value
             train = chunk.filter(pa.array(roles == 0))
             self.fitter.update(train)
+            self.reference.update(train)
             if after is not None:
                 after(number, start, chunk, roles, train)
 
     def finish(
         self, kind: str, classes: tuple, name: str, fingerprint: str
-    ) -> tuple[TablePreprocessor, dict[str, Any]]:
-        """The frozen preprocessing and the data report."""
+    ) -> tuple[TablePreprocessor, dict[str, Any], dict[str, Any]]:
+        """The frozen preprocessing, the data report and the drift baseline."""
         preprocessor = self.fitter.finish(kind, classes, self.tally.moments[0])
         report = self.report.finish(
             name=name,
@@ -86,7 +89,7 @@ class TableScan:
             truncated=self.fitter.truncated(),
             max_categories=self.options.max_categories,
         )
-        return preprocessor, report
+        return preprocessor, report, self.reference.finish()
 
 
 def require_rows_in_every_split(
@@ -173,6 +176,7 @@ def make_bundle(
     preprocessor: TablePreprocessor,
     fingerprint: str,
     report: dict[str, Any],
+    reference: dict[str, Any],
     **splits: Any,
 ) -> DataBundle:
     return DataBundle(
@@ -183,5 +187,7 @@ def make_bundle(
         task_kind=preprocessor.task_kind,
         preprocessor=preprocessor,
         report=report,
+        reference=reference,
+        feature_names=tuple(preprocessor.input_columns),
         **splits,
     )

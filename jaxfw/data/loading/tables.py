@@ -81,6 +81,6 @@ def load_table(cfg: Any, options: DataOptions, seed: int) -> DataBundle:
         table_chunks(table, plan, file),
         lambda _, start, chunk: roles[start : start + chunk.num_rows],
     )
-    preprocessor, report = scan.finish(kind, classes, file.path.stem, fingerprint)
+    preprocessor, report, reference = scan.finish(kind, classes, file.path.stem, fingerprint)
     splits = encode_splits(table_chunks(table, plan, file), roles, preprocessor)
-    return make_bundle(file, preprocessor, fingerprint, report, **splits)
+    return make_bundle(file, preprocessor, fingerprint, report, reference, **splits)

@@ -26,7 +26,8 @@ def _bundled(name: str) -> Callable[[DataOptions], RawData]:
         import sklearn.datasets
 
         data = getattr(sklearn.datasets, f"load_{name}")()
-        return RawData(data.data, data.target, f"the bundled {name} dataset")
+        names = tuple(str(n) for n in getattr(data, "feature_names", ()))
+        return RawData(data.data, data.target, f"the bundled {name} dataset", names)
 
     return load
 
