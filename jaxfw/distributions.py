@@ -62,11 +62,11 @@ def categorical_summary(
     ranked = sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))
     kept = dict(ranked[:max_categories])
     other = sum(n for _, n in ranked[max_categories:])
-    scale = 1.0 / max(total, 1)
+    total_or_1 = max(total, 1)
     return {
         "kind": "categorical",
-        "shares": {str(value): n * scale for value, n in kept.items()},
-        "other_share": other * scale,
-        "missing_share": missing * scale,
+        "shares": {str(value): n / total_or_1 for value, n in kept.items()},
+        "other_share": other / total_or_1,
+        "missing_share": missing / total_or_1,
         "count": int(total),
     }

@@ -39,12 +39,15 @@ def cli_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def cli_command(args: list[str], *, module: bool = False) -> list[str]:
+def cli_command(args: list[str], *, module: bool = False, script: str = "jaxfw-train") -> list[str]:
+    """The command line of a console script (jaxfw-train, jaxfw-export, ...) or of
+    `python -m jaxfw`."""
     if module:
         return [sys.executable, "-m", "jaxfw", *args]
-    if not CONSOLE_SCRIPT.exists():
-        pytest.fail(f"console script {CONSOLE_SCRIPT} is missing; is jaxfw installed in this venv?")
-    return [str(CONSOLE_SCRIPT), *args]
+    console = CONSOLE_SCRIPT.with_name(script)
+    if not console.exists():
+        pytest.fail(f"console script {console} is missing; is jaxfw installed in this venv?")
+    return [str(console), *args]
 
 
 def run_cli(
@@ -54,10 +57,11 @@ def run_cli(
     module: bool = False,
     env: dict[str, str] | None = None,
     timeout: float = RUN_TIMEOUT_S,
+    script: str = "jaxfw-train",
 ) -> subprocess.CompletedProcess[str]:
     """Runs the command with pipes (so neither stdout nor stderr is a TTY)."""
     return subprocess.run(
-        cli_command(args, module=module),
+        cli_command(args, module=module, script=script),
         cwd=cwd,
         env=env if env is not None else cli_env(cwd),
         stdin=subprocess.DEVNULL,
