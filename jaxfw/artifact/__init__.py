@@ -5,7 +5,18 @@ Written by `jaxfw-export` (jaxfw.export); the files are listed in `jaxfw.artifac
 Loading needs jax, numpy, flatbuffers and safetensors only.
 """
 
+from typing import Any
+
 from jaxfw.artifact.errors import ArtifactError
-from jaxfw.artifact.model import Artifact, load
 
 __all__ = ["Artifact", "ArtifactError", "load"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy: the registry and a server's argument checks read the format modules (manifest,
+    # layout) without starting JAX.
+    if name in ("Artifact", "load"):
+        from jaxfw.artifact import model  # lazily: loading an artifact starts JAX
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'jaxfw.artifact' has no attribute {name!r}")

@@ -46,6 +46,11 @@ class Artifact:
     exported: Any  # jax.export.Exported
     weights: Any  # the variables tree, on the default device
     _call: Any = field(repr=False, default=None)
+    _labels: np.ndarray | None = field(repr=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.class_labels:  # built once: predictions index it
+            self._labels = np.asarray(self.class_labels, dtype=object)
 
     @property
     def task(self) -> str:
@@ -78,16 +83,14 @@ class Artifact:
 
     def predict_features(self, features: Any) -> dict[str, np.ndarray]:
         """Outputs for inputs already preprocessed (the exported program's own input)."""
-        model_input = self.signature["model_input"]
-        x = np.asarray(features).astype(model_input["dtype"], copy=False)
-        parts = [self._run(x[start : start + MAX_CHUNK]) for start in range(0, len(x), MAX_CHUNK)]
-        if not parts:
-            parts = [self._run(x)]
-        outputs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
-        if self.class_labels and "predicted_class" in outputs:
-            outputs["predicted_label"] = np.asarray(self.class_labels, dtype=object)[
-                outputs["predicted_class"]
-            ]
+        x = np.asarray(features, dtype=self.signature["model_input"]["dtype"])
+        if len(x) <= MAX_CHUNK:  # the common case, without the chunks' bookkeeping
+            outputs = self._run(x)
+        else:
+            parts = [self._run(x[i : i + MAX_CHUNK]) for i in range(0, len(x), MAX_CHUNK)]
+            outputs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+        if self._labels is not None and "predicted_class" in outputs:
+            outputs["predicted_label"] = self._labels[outputs["predicted_class"]]
         return outputs
 
     def _run(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -96,6 +99,8 @@ class Artifact:
         if size != count:
             x = np.concatenate([x, np.zeros((size - count, *x.shape[1:]), x.dtype)])
         out = self._call(self.weights, x)
+        if size == count:
+            return {name: np.asarray(value) for name, value in out.items()}
         return {name: np.asarray(value)[:count] for name, value in out.items()}
 
     def _check_shape(self, array: np.ndarray) -> None:
