@@ -376,4 +376,38 @@ def test_export_platforms_option_and_cli_mistakes(exported, tmp_path):
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], describe(proc)
     assert sorted(p.name for p in out.iterdir()) == before
+    # checkpoint=latest and checkpoint=<step>: the card says which was exported.
+    steps = Checkpointer(run_dir / CHECKPOINT_DIR, read_only=True).steps()
+    for which, kind, step in (("latest", "latest", steps[-1]), (str(steps[0]), "step", steps[0])):
+        target = tmp_path / f"ck-{which}"
+        proc = run_cli(
+            [str(run_dir), f"checkpoint={which}", f"out={target}"], tmp_path, script="jaxfw-export"
+        )
+        assert proc.returncode == 0, describe(proc)
+        card = json.loads((target / "card.json").read_text())
+        assert card["checkpoint"] == {"kind": kind, "step": step}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_a_registered_export_loads_by_alias_and_version(exported, tmp_path):
+    from jaxfw.registry import Registry
+
+    run_dir, artifact = exported["shop"]
+    registry = Registry(tmp_path / "registry")
+    first = registry.register(artifact, "shop", {"owner": "ana"})
+    assert registry.register(artifact, "shop", {}).version == first.version  # same content
+    registry.set_alias("shop", "production", first.version)
+    rows = [{"size": 0.3, "color": "red", "store": 7, "weight": None}]
+    direct = load(artifact).predict_rows(rows)
+    for ref in ("shop@production", f"shop/{first.version}", "shop"):
+        np.testing.assert_array_equal(
+            registry.load(ref).predict_rows(rows)["logits"], direct["logits"]
+        )
+    shown = json.dumps(registry.show("shop@production"))
+    assert (
+        "production" in shown and json.loads((run_dir / "run.json").read_text())["run_id"] in shown
+    )
+    assert (
+        registry.card("shop/1")["run_id"]
+        == json.loads((run_dir / "run.json").read_text())["run_id"]
+    )
