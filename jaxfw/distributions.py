@@ -2,8 +2,8 @@
 (reference.json) and the same binning applied later to what a server receives.
 
 Numeric feature: quantile bins of the training values (edges deduplicated, so a feature
-with few distinct values gets fewer bins), the share of rows per bin, and the share
-missing (null, NaN, +-inf). Categorical feature: the share of each category (the most
+with few distinct values gets fewer bins), the share of rows per bin, the share missing
+(null, NaN, +-inf), and its 101 percentiles (the CDF a KS test needs). Categorical feature: the share of each category (the most
 frequent ones), of all others together, and of missing values. Plain numpy, no JAX: a
 serving process computes the same summaries of its traffic and compares them.
 """
@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 BINS = 10
+PERCENTILES = 101  # the 0th..100th percentiles: the CDF a KS test compares traffic with
 MAX_CATEGORIES = 50  # categories listed by name; the rest are counted as "other"
 
 
@@ -39,17 +40,25 @@ def bin_counts(values: np.ndarray, edges: list[float]) -> tuple[np.ndarray, int]
 
 
 def numeric_summary(values: np.ndarray, bins: int = BINS) -> dict[str, Any]:
-    """{"kind": "numeric", "edges", "shares", "missing_share", "count"} of one feature."""
+    """{"kind": "numeric", "edges", "shares", "missing_share", "count", "percentiles"} of
+    one feature: `percentiles` are its finite values' 0th, 1st, ..., 100th percentiles."""
     values = np.asarray(values, np.float64).ravel()
     edges = quantile_edges(values, bins)
     counts, missing = bin_counts(values, edges)
     total = max(len(values), 1)
+    finite = values[np.isfinite(values)]
+    percentiles = (
+        np.quantile(finite, np.linspace(0.0, 1.0, PERCENTILES), method="lower").tolist()
+        if finite.size
+        else []
+    )
     return {
         "kind": "numeric",
         "edges": edges,
         "shares": [float(c) / total for c in counts],
         "missing_share": missing / total,
         "count": len(values),
+        "percentiles": percentiles,
     }
 
 

@@ -69,7 +69,7 @@ class Artifact:
         if isinstance(inputs, dict) and set(inputs) == {self.signature["inputs"][0]["name"]}:
             inputs = next(iter(inputs.values()))
         array = np.asarray(inputs)
-        self._check_shape(array)
+        self.check_shape(array)
         return self.predict_features(self.preprocessing.apply(array))
 
     def predict_rows(self, rows: Any) -> dict[str, np.ndarray]:
@@ -103,7 +103,8 @@ class Artifact:
             return {name: np.asarray(value) for name, value in out.items()}
         return {name: np.asarray(value)[:count] for name, value in out.items()}
 
-    def _check_shape(self, array: np.ndarray) -> None:
+    def check_shape(self, array: np.ndarray) -> None:
+        """An ArtifactError unless `array` fits the signature's (first) input."""
         spec = self.signature["inputs"][0]
         shape = spec["shape"]
         dims = ["batch", *("length" if d == -1 else str(d) for d in shape[1:])]
