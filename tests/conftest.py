@@ -17,6 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pytest
 import yaml
 
@@ -154,3 +157,81 @@ def finish_all(procs: list[subprocess.Popen]) -> list[str]:
     for proc, output in zip(procs, outputs, strict=True):
         assert proc.returncode == 0, output[-3000:]
     return outputs
+
+
+# ---------------------------------------------------------------- exported models
+# Trained briefly and exported once per session; tests/test_export.py and
+# tests/test_serve.py share them (about 20 s in all).
+QUICK = ["trainer.eval_every=20", "trainer.progress=off", "trainer.log_every=10"]
+RUNS = {
+    "digits_mlp": ("digits_mlp", ["trainer.steps=40", *QUICK]),
+    "breast_cancer": ("breast_cancer", ["trainer.steps=40", *QUICK]),
+    "lm_tiny": (
+        "lm_tiny",
+        [
+            "trainer.steps=20",
+            *QUICK,
+            "trainer.batch_size=8",
+            "trainer.eval_batch_size=16",
+            "data.max_bytes=40000",
+            "data.seq_len=32",
+            "model.num_layers=1",
+            "model.embed_dim=32",
+            "model.mlp_dim=64",
+        ],
+    ),
+}
+
+
+def shop_table(n: int = 300, seed: int = 0) -> pa.Table:
+    """A table with numeric and categorical columns, missing values and a split column."""
+    rng = np.random.default_rng(seed)
+    size = rng.normal(size=n)
+    color = rng.choice(["red", "green", "blue"], size=n)
+    store = rng.choice([3, 7, 11], size=n)
+    label = np.where(size + (color == "red") * 1.5 + 0.3 * rng.normal(size=n) > 0.5, "yes", "no")
+    weight = rng.normal(size=n)
+    weight[::17] = np.nan  # missing values (written "nan"; empty fields below), imputed
+    weights = pa.array([None if i % 19 == 5 else w for i, w in enumerate(weight)], pa.float64())
+    split = np.array(["train"] * n, dtype=object)
+    split[n // 2 :: 4] = "val"
+    split[n // 2 + 1 :: 4] = "test"
+    colors = pa.array([None if i % 23 == 0 else c for i, c in enumerate(color)])
+    return pa.table(
+        {
+            "size": size,
+            "color": colors,
+            "store": store,
+            "weight": weights,
+            "label": label,
+            "split": split,
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """name -> (run dir, artifact dir) for digits_mlp, breast_cancer, a shop table, lm_tiny."""
+    import jaxfw  # lazily: the training stack loads only for tests that use this fixture
+    from jaxfw.export import export_run
+
+    root = tmp_path_factory.mktemp("export")
+    out = {}
+    for name, (recipe, overrides) in RUNS.items():
+        result = jaxfw.train(jaxfw.compose(recipe, overrides), run_dir=root / name)
+        out[name] = (result.run_dir, export_run(result.run_dir))
+    pacsv.write_csv(shop_table(), root / "shop.csv")
+    table_overrides = [
+        "data=table",
+        f"data.path={root / 'shop.csv'}",
+        "data.target=label",
+        "data.split_column=split",
+        "data.categorical=[store]",
+        "data.missing_indicators=true",
+        "trainer.steps=40",
+        "trainer.batch_size=32",
+        *QUICK,
+    ]
+    result = jaxfw.train(jaxfw.compose(None, table_overrides), run_dir=root / "shop")
+    out["shop"] = (result.run_dir, export_run(result.run_dir, platforms=["cpu"]))
+    return out

@@ -12,41 +12,17 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import pyarrow as pa
-import pyarrow.csv as pacsv
 import pytest
-from conftest import cli_env, describe, run_cli
+from conftest import cli_env, describe, run_cli, shop_table
 
-import jaxfw
 from jaxfw.artifact import ArtifactError, load, manifest
 from jaxfw.build import build_parts, load_run_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
 from jaxfw.data.options import DataOptions
 from jaxfw.data.sources.arrays import checked_inputs, read_source
 from jaxfw.data.splits import split_indices
-from jaxfw.export import export_run
 
 pytestmark = pytest.mark.slow
-
-QUICK = ["trainer.eval_every=20", "trainer.progress=off", "trainer.log_every=10"]
-RUNS = {
-    "digits_mlp": ("digits_mlp", ["trainer.steps=40", *QUICK]),
-    "breast_cancer": ("breast_cancer", ["trainer.steps=40", *QUICK]),
-    "lm_tiny": (
-        "lm_tiny",
-        [
-            "trainer.steps=20",
-            *QUICK,
-            "trainer.batch_size=8",
-            "trainer.eval_batch_size=16",
-            "data.max_bytes=40000",
-            "data.seq_len=32",
-            "model.num_layers=1",
-            "model.embed_dim=32",
-            "model.mlp_dim=64",
-        ],
-    ),
-}
 
 # Run in a fresh interpreter: the artifact must load and predict with these unimportable.
 BLOCKED = ("flax", "optax", "orbax", "grain", "hydra", "omegaconf")
@@ -73,57 +49,6 @@ np.savez(sys.argv[3], **out)
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {blocked})
 print(json.dumps({{"blocked_modules_loaded": loaded}}))
 """.format(blocked=set(BLOCKED))
-
-
-def _shop_table(n: int = 300, seed: int = 0) -> pa.Table:
-    """A table with numeric and categorical columns, missing values and a split column."""
-    rng = np.random.default_rng(seed)
-    size = rng.normal(size=n)
-    color = rng.choice(["red", "green", "blue"], size=n)
-    store = rng.choice([3, 7, 11], size=n)
-    label = np.where(size + (color == "red") * 1.5 + 0.3 * rng.normal(size=n) > 0.5, "yes", "no")
-    weight = rng.normal(size=n)
-    weight[::17] = np.nan  # missing values (written "nan"; empty fields below), imputed
-    weights = pa.array([None if i % 19 == 5 else w for i, w in enumerate(weight)], pa.float64())
-    split = np.array(["train"] * n, dtype=object)
-    split[n // 2 :: 4] = "val"
-    split[n // 2 + 1 :: 4] = "test"
-    colors = pa.array([None if i % 23 == 0 else c for i, c in enumerate(color)])
-    return pa.table(
-        {
-            "size": size,
-            "color": colors,
-            "store": store,
-            "weight": weights,
-            "label": label,
-            "split": split,
-        }
-    )
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    """name -> (run dir, artifact dir) for digits_mlp, breast_cancer, a shop table, lm_tiny."""
-    root = tmp_path_factory.mktemp("export")
-    out = {}
-    for name, (recipe, overrides) in RUNS.items():
-        result = jaxfw.train(jaxfw.compose(recipe, overrides), run_dir=root / name)
-        out[name] = (result.run_dir, export_run(result.run_dir))
-    pacsv.write_csv(_shop_table(), root / "shop.csv")
-    table_overrides = [
-        "data=table",
-        f"data.path={root / 'shop.csv'}",
-        "data.target=label",
-        "data.split_column=split",
-        "data.categorical=[store]",
-        "data.missing_indicators=true",
-        "trainer.steps=40",
-        "trainer.batch_size=32",
-        *QUICK,
-    ]
-    result = jaxfw.train(jaxfw.compose(None, table_overrides), run_dir=root / "shop")
-    out["shop"] = (result.run_dir, export_run(result.run_dir, platforms=["cpu"]))
-    return out
 
 
 def _training_side(run_dir: Path) -> tuple[dict, object]:
@@ -275,7 +200,7 @@ def test_artifact_files_say_what_the_model_is(exported):
 def test_reference_summarises_the_raw_training_split(exported):
     _, artifact = exported["shop"]
     reference = json.loads((artifact / "reference.json").read_text())
-    table = _shop_table()
+    table = shop_table()
     train = np.asarray(table.column("split").to_pylist()) == "train"
     assert reference["rows"] == int(train.sum())
     weight = reference["features"]["weight"]

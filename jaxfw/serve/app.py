@@ -14,6 +14,8 @@ import asyncio
 import hmac
 import json
 import logging
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -70,6 +72,8 @@ class Server:
 
     # ------------------------------------------------------------ lifecycle
     def warm_all(self) -> None:
+        # Test hook (tests/test_serve.py): a slow warm-up, to watch readiness wait for it.
+        time.sleep(float(os.environ.get("JAXFW_SERVE_TEST_WARM_DELAY_S", "0")))
         for slot in self.slots.values():
             started = time.monotonic()
             slot.current.warm()
@@ -328,12 +332,29 @@ class _Guard:
 
 
 # ---------------------------------------------------------------- running
+def _uvicorn_server_class() -> type:
+    import uvicorn
+
+    class Stoppable(uvicorn.Server):
+        """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, so the process would
+        die by the signal; a stop asked for is a clean exit (code 0) here."""
+
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True  # a second Ctrl-C: stop waiting for open requests
+            self.should_exit = True
+
+    return Stoppable
+
+
 def serve(options: ServeOptions) -> None:
     """Load every model (mistakes: UserError before the port opens), then serve until
     SIGINT/SIGTERM; SIGHUP makes models that follow an alias look for a new version."""
     import uvicorn
 
     from jaxfw.serve.reload import Reloader
+
+    _Uvicorn = _uvicorn_server_class()
 
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -350,7 +371,7 @@ def serve(options: ServeOptions) -> None:
         access_log=False,
         lifespan="off",
     )
-    uv = uvicorn.Server(config)
+    uv = _Uvicorn(config)
 
     async def main() -> None:
         server.loop = asyncio.get_running_loop()
