@@ -474,8 +474,7 @@ def test_hot_reload_under_load_fails_no_request(exported, tmp_path):
         assert _sample(metrics, 'jaxfw_serve_reloads_total{model="digits",outcome="switched"}') == 1
         assert (
             f'jaxfw_serve_reload_failed_version{{model="digits",reason="ArtifactError",'
-            f'version="{v3}"}} 1.0'
-            in metrics
+            f'version="{v3}"}} 1.0' in metrics
         )
         assert f"version {v3} refused, still serving {v2}" in served.text()
         assert "not for this machine's cpu" in served.text()
@@ -553,3 +552,49 @@ def test_bytes_tensors_in_binary(server, exported):
         {"size": -0.2, "color": "blue", "store": "7", "weight": 0.5},
     ]
     np.testing.assert_allclose(logits, artifact.predict_rows(rows)["logits"], atol=1e-6)
+
+
+def test_drift_endpoint_metrics_and_log(exported, tmp_path):
+    from jaxfw.build import load_run_config
+    from jaxfw.data import load_dataset
+    from jaxfw.export.reference import raw_train_inputs
+
+    run_dir, artifact = exported["breast_cancer"]
+    cfg = load_run_config(run_dir)
+    train = raw_train_inputs(load_dataset(cfg.data, cfg.seed))
+    rows = len(train)
+    args = [f"cancer={artifact}", "--drift-window-rows", str(rows)]
+    with serving(args, tmp_path) as served:
+
+        def send(x: np.ndarray) -> None:
+            for start in range(0, len(x), 50):
+                answer = served.client.post(
+                    "/v2/models/cancer/infer", json=_infer_json("inputs", x[start : start + 50])
+                )
+                assert answer.status_code == 200, answer.text
+
+        send(train)  # the training rows themselves: nothing drifts
+        report = served.client.get("/v2/models/cancer/drift").json()
+        assert report["window"]["rows"] == rows and report["dataset_drift"] is False
+        assert report["drifted_features"] == []
+        shifted = train.copy()
+        column = 0  # "mean radius"
+        shifted[:, column] += 2 * train[:, column].std()
+        send(shifted)  # replaces the window
+        report = served.client.get("/v2/models/cancer/drift").json()
+        assert report["drifted_features"] == ["mean radius"], report["drifted_features"]
+        assert report["features"]["mean radius"]["psi"] >= 0.25
+        assert report["thresholds"] and report["dataset_drift"] is False
+        metrics = served.client.get("/metrics").text
+        assert (
+            _sample(metrics, 'jaxfw_serve_drift_status{feature="mean radius",model="cancer"}') == 2
+        )
+        assert (
+            _sample(metrics, 'jaxfw_serve_drift_status{feature="mean texture",model="cancer"}') == 0
+        )
+        assert (
+            _sample(metrics, 'jaxfw_serve_drift_psi{feature="mean radius",model="cancer"}') >= 0.25
+        )
+        assert _sample(metrics, 'jaxfw_serve_drift_window_rows{model="cancer"}') == rows
+        assert "feature 'mean radius' went from ok to drift" in served.text()
+        assert served.client.get("/v2/models/nope/drift").status_code == 404

@@ -21,17 +21,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
 import jaxfw
 from jaxfw.errors import UserError
-from jaxfw.serve import protocol
-from jaxfw.serve.batching import Batcher, BatchStats, QueueFull
+from jaxfw.serve.batching import BatchStats
+from jaxfw.serve.infer import INFER_PATH, error_answer, infer_asgi, respond
 from jaxfw.serve.metrics import ServerMetrics
 from jaxfw.serve.models import ServedModel, Source, load_model, source_of
 from jaxfw.serve.options import HEALTH_PATHS, ServeOptions
 from jaxfw.serve.protocol import ProtocolError
+from jaxfw.serve.reload import Reloader
 
 log = logging.getLogger("jaxfw.serve")
-DRIFT_STATUS = {"ok": 0, "watch": 1, "drift": 2}
+DRIFT_STATUS = {"no_data": -1, "ok": 0, "watch": 1, "drift": 2}
 
 
 class Slot:
@@ -61,6 +67,7 @@ class Server:
                 )
             # Not warmed yet: the port opens first, `warm_all` follows (readiness waits).
             model = load_model(source, options, self.stats_for(source.name), warm=False)
+            model.meters = self.metrics.for_model(source.name, model.version)
             self.slots[source.name] = Slot(source, model)
             self.metrics.set_version(source.name, model.version)
 
@@ -94,6 +101,7 @@ class Server:
         """Serve `new` from now on; stop the old version once its requests are answered.
         Runs on the event loop, where handlers pick a slot's model, so no request can pick
         the old one after this line."""
+        new.meters = self.metrics.for_model(slot.source.name, new.version)
         old, slot.current = slot.current, new
         self.metrics.set_version(slot.source.name, new.version, previous=old.version)
         self.metrics.reloads.labels(slot.source.name, "switched").inc()
@@ -122,8 +130,9 @@ class Server:
     def drift_report(self, model: ServedModel) -> dict[str, Any]:
         if model.monitor is None:
             raise ProtocolError(404, f"Model {model.name!r} has no drift baseline to compare with.")
+        model.drift.flush()
         report = model.monitor.report()
-        for feature, old, new in model.monitor.status_changes():
+        for feature, old, new in model.monitor.status_changes(report):
             log.warning("%s drift: feature %r went from %s to %s", model.name, feature, old, new)
         name = model.name
         for feature, scores in report.get("features", {}).items():
@@ -152,8 +161,6 @@ def _read_token(path: str | None) -> bytes | None:
 
 # ---------------------------------------------------------------- the routes
 def _json(document: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
-    from starlette.responses import Response
-
     return Response(
         json.dumps(document, default=str),
         status_code=status,
@@ -166,25 +173,8 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return _json({"error": message}, status, headers)
 
 
-async def _body(request: Any, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ProtocolError(413, f"The request body has {declared} bytes; the limit is {limit}.")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ProtocolError(413, f"The request body exceeds the limit of {limit} bytes.")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def build_app(server: Server) -> Any:
-    from starlette.applications import Starlette
-    from starlette.responses import Response
-    from starlette.routing import Route
-
-    options, metrics = server.options, server.metrics
+    metrics = server.metrics
 
     async def metadata_server(request: Any) -> Any:
         return _json(
@@ -220,51 +210,6 @@ def build_app(server: Server) -> Any:
             body, media_type=content_type.split(";")[0], headers={"content-type": content_type}
         )
 
-    async def infer(request: Any) -> Any:
-        started = time.monotonic()
-        params = request.path_params
-        model = server.model(params["model"], params.get("version"))
-        if not (model.ready and server.warmed.is_set()):
-            raise ProtocolError(503, f"Model {model.name!r} is still warming up; retry shortly.")
-        model.in_flight += 1  # picked on the loop: a reload waits for it (Server.swap)
-        metrics.in_flight.labels(model.name).inc()
-        status = "error"
-        try:
-            body = await _body(request, server.max_body)
-            parsed = protocol.parse_infer_request(body, request.headers)
-            rows, raw, length = model.model_rows(parsed)
-            if model.monitor is not None:
-                model.monitor.observe(raw)
-            try:
-                handle = model.batcher.submit(rows)
-            except QueueFull as exc:
-                raise ProtocolError(
-                    503, f"Model {model.name!r} is overloaded ({exc}); retry."
-                ) from None
-            try:
-                outputs = await asyncio.wait_for(
-                    asyncio.shield(handle.future), options.request_timeout_s
-                )
-            except TimeoutError:
-                Batcher.cancel(handle)
-                raise ProtocolError(
-                    503, f"No answer within {options.request_timeout_s:g} s; retry."
-                ) from None
-            metrics.queue_seconds.labels(model.name).observe(handle.queued_s)
-            metrics.compute_seconds.labels(model.name).observe(handle.compute_s)
-            selected = model.response_outputs(outputs, parsed.outputs, length)
-            content, headers = protocol.encode_response(model.name, model.version, selected, parsed)
-            status = "ok"
-            return Response(content, headers=headers)
-        except ProtocolError as exc:
-            status = str(exc.status)
-            raise
-        finally:
-            model.in_flight -= 1
-            metrics.in_flight.labels(model.name).dec()
-            metrics.requests.labels(model.name, model.version, status).inc()
-            metrics.request_seconds.labels(model.name).observe(time.monotonic() - started)
-
     routes = [
         Route("/v2", metadata_server),
         Route("/v2/health/live", live),
@@ -273,8 +218,6 @@ def build_app(server: Server) -> Any:
         Route("/v2/models/{model}/versions/{version}", model_metadata),
         Route("/v2/models/{model}/ready", model_ready),
         Route("/v2/models/{model}/versions/{version}/ready", model_ready),
-        Route("/v2/models/{model}/infer", infer, methods=["POST"]),
-        Route("/v2/models/{model}/versions/{version}/infer", infer, methods=["POST"]),
         Route("/v2/models/{model}/drift", drift),
         Route("/metrics", metrics_page),
     ]
@@ -306,55 +249,54 @@ def build_app(server: Server) -> Any:
 
 
 class _Guard:
-    """ASGI middleware: bearer authentication (constant-time comparison) before routing."""
+    """The ASGI entry: bearer authentication (constant-time comparison) first, then infer
+    requests straight to their handler (jaxfw/serve/infer.py), the rest to Starlette."""
 
     def __init__(self, app: Any, server: Server) -> None:
         self.app, self.server = app, server
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
         token = self.server.token
-        if scope["type"] != "http" or token is None:
+        open_path = self.server.options.open_health and scope["path"] in HEALTH_PATHS
+        if token is not None and not open_path:
+            given = b""
+            for key, value in scope.get("headers", []):
+                if key == b"authorization" and value[:7].lower() == b"bearer ":
+                    given = value[7:].strip()
+            if not hmac.compare_digest(given, token):
+                response = _error(
+                    401,
+                    "A valid 'Authorization: Bearer <token>' header is required.",
+                    {"www-authenticate": "Bearer"},
+                )
+                return await response(scope, receive, send)
+        match = INFER_PATH.fullmatch(scope["path"])
+        if match is None:
             return await self.app(scope, receive, send)
-        if self.server.options.open_health and scope["path"] in HEALTH_PATHS:
-            return await self.app(scope, receive, send)
-        given = b""
-        for key, value in scope.get("headers", []):
-            if key == b"authorization" and value[:7].lower() == b"bearer ":
-                given = value[7:].strip()
-        if not hmac.compare_digest(given, token):
-            response = _error(
-                401,
-                "A valid 'Authorization: Bearer <token>' header is required.",
-                {"www-authenticate": "Bearer"},
+        if scope["method"] != "POST":
+            status, body, headers = error_answer(
+                ProtocolError(405, f"{scope['method']} is not allowed on {scope['path']}; POST.")
             )
-            return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
+            return await respond(send, status, body, headers)
+        return await infer_asgi(self.server, scope, receive, send, match)
 
 
 # ---------------------------------------------------------------- running
-def _uvicorn_server_class() -> type:
-    import uvicorn
+class _Uvicorn(uvicorn.Server):
+    """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, so the process would
+    die by the signal; a stop asked for is a clean exit (code 0) here."""
 
-    class Stoppable(uvicorn.Server):
-        """uvicorn re-raises SIGINT/SIGTERM after its graceful shutdown, so the process would
-        die by the signal; a stop asked for is a clean exit (code 0) here."""
-
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            if self.should_exit and sig == signal.SIGINT:
-                self.force_exit = True  # a second Ctrl-C: stop waiting for open requests
-            self.should_exit = True
-
-    return Stoppable
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True  # a second Ctrl-C: stop waiting for open requests
+        self.should_exit = True
 
 
 def serve(options: ServeOptions) -> None:
     """Load every model (mistakes: UserError before the port opens), then serve until
     SIGINT/SIGTERM; SIGHUP makes models that follow an alias look for a new version."""
-    import uvicorn
-
-    from jaxfw.serve.reload import Reloader
-
-    _Uvicorn = _uvicorn_server_class()
 
     logging.basicConfig(
         level=options.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -68,7 +68,7 @@ class ServerMetrics:
         )
         self.drift_status = Gauge(
             "jaxfw_serve_drift_status",
-            "Drift status of a feature: 0 ok, 1 watch, 2 drift",
+            "Drift status of a feature: -1 no data, 0 ok, 1 watch, 2 drift",
             ["model", "feature"],
             registry=r,
         )
@@ -94,6 +94,9 @@ class ServerMetrics:
             registry=r,
         )
 
+    def for_model(self, model: str, version: str) -> ModelMeters:
+        return ModelMeters(self, model, version)
+
     def set_version(self, model: str, version: str, previous: str | None = None) -> None:
         if previous is not None:
             self.served_version.remove(model, previous)
@@ -101,3 +104,25 @@ class ServerMetrics:
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class ModelMeters:
+    """One model version's metric children, resolved once (a `labels()` lookup per request
+    and metric costs more than the observation itself)."""
+
+    def __init__(self, metrics: ServerMetrics, model: str, version: str) -> None:
+        self.queue_seconds = metrics.queue_seconds.labels(model)
+        self.compute_seconds = metrics.compute_seconds.labels(model)
+        self.request_seconds = metrics.request_seconds.labels(model)
+        self.in_flight = metrics.in_flight.labels(model)
+        self._requests = metrics.requests
+        self._model, self._version = model, version
+        self._by_status: dict[str, object] = {}
+
+    def requests(self, status: str):
+        child = self._by_status.get(status)
+        if child is None:
+            child = self._by_status[status] = self._requests.labels(
+                self._model, self._version, status
+            )
+        return child

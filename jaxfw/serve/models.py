@@ -8,6 +8,7 @@ their alias or latest version (hot reload), NAME/N stays put.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from jaxfw.artifact.errors import ArtifactError
-from jaxfw.artifact.manifest import content_hash
+from jaxfw.artifact.manifest import content_hash, read_manifest
 from jaxfw.artifact.model import Artifact, load
 from jaxfw.artifact.preprocessing import Features, TableColumns, Tokens
+from jaxfw.drift import DriftMonitor
 from jaxfw.errors import UserError
 from jaxfw.serve.batching import Batcher, BatchStats, buckets
+from jaxfw.serve.drift_feed import DriftFeed
 from jaxfw.serve.protocol import DATATYPES, InferRequest, ProtocolError, Tensor
 
 log = logging.getLogger("jaxfw.serve")
@@ -43,8 +46,6 @@ class Source:
     def locate(self) -> tuple[str, Path]:
         """(version, artifact folder) as of now."""
         if self.path is not None:
-            from jaxfw.artifact.manifest import read_manifest
-
             return content_hash(read_manifest(self.path))[:12], self.path
         version = self.registry.version(self.ref)
         return str(version), self.registry.resolve(f"{self.name}/{version}")
@@ -60,7 +61,8 @@ def source_of(arg: str, registry_path: str | None) -> Source:
         return Source(name=name, path=folder)
     if sep:
         raise UserError(f"Model folder '{path}' (in {arg!r}) does not exist.")
-    from jaxfw.registry import Registry, parse_ref  # only for references
+    # Only references need the registry (a plain folder does not).
+    from jaxfw.registry import Registry, parse_ref
 
     ref = parse_ref(arg)
     registry = Registry(registry_path)
@@ -69,8 +71,6 @@ def source_of(arg: str, registry_path: str | None) -> Source:
 
 
 def _card_name(folder: Path) -> str:
-    import json
-
     try:
         card = json.loads((folder / "card.json").read_text())
         name = str(card.get("run_name") or folder.name)
@@ -94,7 +94,7 @@ class ServedModel:
         signature = artifact.signature
         self.kind = signature["input_kind"]
         self.max_length = signature["model_input"].get("max_length")
-        self.output_specs = {o["name"]: o for o in signature["outputs"]}
+        self.output_types = {o["name"]: _datatype(o["dtype"]) for o in signature["outputs"]}
         self.batcher = Batcher(
             artifact.predict_features,
             max_batch_rows=options.max_batch_rows,
@@ -104,8 +104,10 @@ class ServedModel:
             name=f"{name}-{version}",
         )
         self.monitor = _drift_monitor(artifact, options)
+        self.drift = DriftFeed(self.monitor, name) if self.monitor is not None else None
         self.ready = False
         self.in_flight = 0  # requests holding this version; changed on the event loop only
+        self.meters: Any = None  # its metric children (jaxfw.serve.metrics.ModelMeters)
 
     # ------------------------------------------------------------ start-up
     def warm(self) -> None:
@@ -118,6 +120,8 @@ class ServedModel:
 
     def stop(self) -> None:
         self.batcher.stop()
+        if self.drift is not None:
+            self.drift.stop()
 
     def metadata(self) -> dict[str, Any]:
         signature = self.artifact.signature
@@ -221,17 +225,13 @@ class ServedModel:
             array = outputs[name]
             if length is not None and array.ndim >= 2:
                 array = array[:, :length]  # back to the request's own sequence length
-            dtype = self.output_specs.get(name, {}).get("dtype", str(array.dtype))
-            result[name] = (_datatype(dtype), array)
+            datatype = self.output_types.get(name) or _datatype(str(array.dtype))
+            result[name] = (datatype, array)
         return result
 
 
 def _drift_monitor(artifact: Artifact, options: Any) -> Any:
     """The artifact's drift monitor, or None when drift cannot be watched (logged once)."""
-    try:
-        from jaxfw.drift.monitor import DriftMonitor  # numpy only; see jaxfw/drift/
-    except ImportError:  # pragma: no cover - the package ships it
-        return None
     try:
         return DriftMonitor(
             artifact.reference,
