@@ -18,6 +18,7 @@ from conftest import cli_env, describe, run_cli, shop_table
 from jaxfw.artifact import ArtifactError, load, manifest
 from jaxfw.build import build_parts, load_run_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
+from jaxfw.cli.export import main as export_main
 from jaxfw.data.options import DataOptions
 from jaxfw.data.sources.arrays import checked_inputs, read_source
 from jaxfw.data.splits import split_indices
@@ -277,7 +278,7 @@ def test_jax_outside_the_export_window_is_named(exported, tmp_path):
     assert model.predict(np.zeros((1, 64), np.float32))["logits"].shape == (1, 10)
 
 
-def test_export_platforms_option_and_cli_mistakes(exported, tmp_path):
+def test_export_platforms_option_and_cli_mistakes(exported, tmp_path, capsys):
     run_dir, _ = exported["digits_mlp"]
     out = tmp_path / "cpu_only"
     proc = run_cli(
@@ -287,31 +288,41 @@ def test_export_platforms_option_and_cli_mistakes(exported, tmp_path):
     assert proc.stdout.strip() == str(out)
     assert load(out).exported.platforms == ("cpu",)
     manifest.verify_artifact(out)
-    mistakes = {
-        (str(tmp_path / "nowhere"),): "is not a jaxfw run directory",
-        (str(run_dir), "checkpoint=7"): "checkpoint=7 is not best, latest or a saved step",
-        (str(run_dir), "export.platforms=[cpu,gpu]"): "'gpu'; choose from cpu, cuda, rocm, tpu",
-        (str(run_dir), f"out={out}"): "already exists",
-        (str(run_dir), "platforms=cpu"): "Unknown argument 'platforms=cpu'",
-    }
+    # Two mistakes through the installed command (one line, exit 2); the others through
+    # the same `main` in this process (a fresh interpreter per case costs ~5 s of imports).
     before = sorted(p.name for p in out.iterdir())
-    for args, message in mistakes.items():
+    for args, message in {
+        (str(tmp_path / "nowhere"),): "is not a jaxfw run directory",
+        (str(run_dir), "platforms=cpu"): "Unknown argument 'platforms=cpu'",
+    }.items():
         proc = run_cli(list(args), tmp_path, script="jaxfw-export")
         assert proc.returncode == 2, describe(proc)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], describe(proc)
+    for args, message in {
+        (str(run_dir), "checkpoint=7"): "checkpoint=7 is not best, latest or a saved step",
+        (str(run_dir), "export.platforms=[cpu,gpu]"): "'gpu'; choose from cpu, cuda, rocm, tpu",
+        (str(run_dir), f"out={out}"): "already exists",
+    }.items():
+        with pytest.raises(SystemExit) as stopped:
+            export_main(list(args))
+        assert stopped.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
     assert sorted(p.name for p in out.iterdir()) == before
     # checkpoint=latest and checkpoint=<step>: the card says which was exported.
     steps = Checkpointer(run_dir / CHECKPOINT_DIR, read_only=True).steps()
     for which, kind, step in (("latest", "latest", steps[-1]), (str(steps[0]), "step", steps[0])):
-        target = tmp_path / f"ck-{which}"
-        proc = run_cli(
-            [str(run_dir), f"checkpoint={which}", f"out={target}"], tmp_path, script="jaxfw-export"
-        )
-        assert proc.returncode == 0, describe(proc)
+        target = _export_checkpoint(run_dir, which, tmp_path / f"ck-{which}")
         card = json.loads((target / "card.json").read_text())
         assert card["checkpoint"] == {"kind": kind, "step": step}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def _export_checkpoint(run_dir: Path, checkpoint: str, out: Path) -> Path:
+    from jaxfw.export import export_run
+
+    return export_run(run_dir, checkpoint=checkpoint, out=out)
 
 
 def test_a_registered_export_loads_by_alias_and_version(exported, tmp_path):

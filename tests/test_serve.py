@@ -352,46 +352,36 @@ def test_metrics_page(server):
     assert 'jaxfw_serve_in_flight_requests{model="digits"}' in text
 
 
-def test_bearer_token_and_open_health(exported, tmp_path):
+def test_token_limits_timeout_and_log_level(exported, tmp_path):
     token = tmp_path / "token"
     token.write_text("s3cret\n")
     digits = str(exported["digits_mlp"][1])
-    x = _infer_json("inputs", np.zeros((1, 64), np.float32))
-    with serving([digits, "--auth-token-file", str(token), "--open-health"], tmp_path) as served:
+    args = [
+        *(digits, "--auth-token-file", str(token), "--open-health"),
+        *("--max-body-mb", "0.01", "--request-timeout-s", "0.2", "--log-level", "warning"),
+    ]
+    env = {"JAXFW_SERVE_TEST_COMPUTE_DELAY_S": "1"}  # every compiled call takes a second
+    auth = {"Authorization": "Bearer s3cret"}
+    with serving(args, tmp_path, env=env) as served:
         client = served.client
         assert client.get("/v2/health/ready").status_code == 200  # open for probes
-        name = "digits_mlp"
+        one = _infer_json("inputs", np.zeros((1, 64), np.float32))
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
-            answer = client.post(f"/v2/models/{name}/infer", json=x, headers=headers)
+            answer = client.post("/v2/models/digits_mlp/infer", json=one, headers=headers)
             assert answer.status_code == 401 and "Bearer" in answer.json()["error"]
+            assert client.get("/v2/models/digits_mlp", headers=headers).status_code == 401
         assert client.get("/metrics").status_code == 401
-        answer = client.post(
-            f"/v2/models/{name}/infer", json=x, headers={"Authorization": "Bearer s3cret"}
-        )
-        assert answer.status_code == 200, answer.text
-
-
-def test_body_limit_is_413(exported, tmp_path):
-    digits = str(exported["digits_mlp"][1])
-    with serving([digits, "--max-body-mb", "0.01"], tmp_path) as served:
+        assert client.get("/v2/models/digits_mlp", headers=auth).status_code == 200
         x = np.zeros((100, 64), np.float32)
-        answer = served.client.post("/v2/models/digits_mlp/infer", json=_infer_json("inputs", x))
-        assert answer.status_code == 413 and "limit" in answer.json()["error"]
-
-
-def test_ready_only_when_warm(exported, tmp_path):
-    digits = str(exported["digits_mlp"][1])
-    env = {"JAXFW_SERVE_TEST_WARM_DELAY_S": "3"}
-    with serving([digits], tmp_path, env=env, wait=False) as served:
-        served.wait("/v2/health/live")
-        assert served.client.get("/v2/health/ready").status_code == 503
-        assert served.client.get("/v2/models/digits_mlp/ready").json()["ready"] is False
-        answer = served.client.post(
-            "/v2/models/digits_mlp/infer", json=_infer_json("inputs", np.zeros((1, 64)))
+        answer = client.post(
+            "/v2/models/digits_mlp/infer", json=_infer_json("inputs", x), headers=auth
         )
-        assert answer.status_code == 503 and "warming up" in answer.json()["error"]
-        served.wait()
-        assert served.client.get("/v2/models/digits_mlp/ready").json()["ready"] is True
+        assert answer.status_code == 413 and "limit" in answer.json()["error"]
+        answer = client.post("/v2/models/digits_mlp/infer", json=one, headers=auth)
+        assert answer.status_code == 503 and "No answer within 0.2 s" in answer.json()["error"]
+        assert answer.headers["retry-after"] == "1"
+        assert client.get("/v2/health/live").status_code == 200
+    assert "ready: digits_mlp" not in served.text()  # info lines are below --log-level warning
 
 
 def test_refuses_tampered_and_unknown_models(exported, tmp_path):
@@ -554,7 +544,7 @@ def test_bytes_tensors_in_binary(server, exported):
     np.testing.assert_allclose(logits, artifact.predict_rows(rows)["logits"], atol=1e-6)
 
 
-def test_drift_endpoint_metrics_and_log(exported, tmp_path):
+def test_ready_after_warm_up_then_drift_endpoint_metrics_and_log(exported, tmp_path):
     from jaxfw.build import load_run_config
     from jaxfw.data import load_dataset
     from jaxfw.export.reference import raw_train_inputs
@@ -563,8 +553,18 @@ def test_drift_endpoint_metrics_and_log(exported, tmp_path):
     cfg = load_run_config(run_dir)
     train = raw_train_inputs(load_dataset(cfg.data, cfg.seed))
     rows = len(train)
-    args = [f"cancer={artifact}", "--drift-window-rows", str(rows)]
-    with serving(args, tmp_path) as served:
+    args = [f"cancer={artifact}", "--drift-window-rows", str(rows), "--drift-window-s", "3600"]
+    env = {"JAXFW_SERVE_TEST_WARM_DELAY_S": "3"}  # a slow warm-up: ready must wait for it
+    with serving(args, tmp_path, env=env, wait=False) as served:
+        served.wait("/v2/health/live")
+        assert served.client.get("/v2/health/ready").status_code == 503
+        assert served.client.get("/v2/models/cancer/ready").json()["ready"] is False
+        answer = served.client.post(
+            "/v2/models/cancer/infer", json=_infer_json("inputs", train[:1])
+        )
+        assert answer.status_code == 503 and "warming up" in answer.json()["error"]
+        served.wait()
+        assert served.client.get("/v2/models/cancer/ready").json()["ready"] is True
 
         def send(x: np.ndarray) -> None:
             for start in range(0, len(x), 50):
@@ -576,6 +576,7 @@ def test_drift_endpoint_metrics_and_log(exported, tmp_path):
         send(train)  # the training rows themselves: nothing drifts
         report = served.client.get("/v2/models/cancer/drift").json()
         assert report["window"]["rows"] == rows and report["dataset_drift"] is False
+        assert report["window"]["seconds"] == 3600
         assert report["drifted_features"] == []
         shifted = train.copy()
         column = 0  # "mean radius"

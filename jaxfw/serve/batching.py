@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -94,6 +95,8 @@ class Batcher:
         self.max_delay_s = max_delay_ms / 1000.0
         self.max_queue_rows = max_queue_rows
         self.stats = stats or BatchStats()
+        # Test hook (tests/test_serve.py): a slow model, to see the request timeout answer.
+        self._test_delay_s = float(os.environ.get("JAXFW_SERVE_TEST_COMPUTE_DELAY_S", "0"))
         self._pieces: collections.deque[_Piece] = collections.deque()
         self._queued_rows = 0
         self._busy = False
@@ -184,6 +187,8 @@ class Batcher:
         live = [p for p in batch if not p.request.cancelled]
         if not live:
             return
+        if self._test_delay_s:
+            time.sleep(self._test_delay_s)
         started = time.monotonic()
         for piece in live:
             piece.request.queued_s = max(piece.request.queued_s, started - piece.request.arrival)
