@@ -18,7 +18,9 @@ Phases:
   version 2 halfway through and the server switches (--poll-s 0.5).
 
 Per phase: rows/s, latency p50/p90/p99 (ms), errors (non-200 answers, must be 0), mean
-rows per compiled call (from the server's /metrics), and for `reload` the versions seen.
+rows per compiled call (from the server's /metrics), CPU time per request in the server
+process and in the clients (where the machine's cores went), and for `reload` the
+versions that answered.
 `ratio_rows_per_s` = batched / batch_of_one (target >= 4 at 64 clients). One JSON object
 on stdout; progress on stderr.
 """
@@ -64,6 +66,12 @@ def _get(url: str) -> tuple[int, str]:
         return 0, ""
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def _server(args: list[str], log: Path):
     port = _free_port()
@@ -81,7 +89,7 @@ def _server(args: list[str], log: Path):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not become ready:\n{log.read_text()}")
             time.sleep(0.2)
-        yield port, url
+        yield port, url, proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
@@ -169,11 +177,18 @@ def _phase(
     name: str, args: list[str], model: str, options: argparse.Namespace, root: Path, during=None
 ) -> dict[str, Any]:
     _log(f"{name}: {options.clients} clients for {options.seconds} s")
-    with _server(args, root / f"{name}.log") as (port, url):
+    with _server(args, root / f"{name}.log") as (port, url, pid):
+        server_cpu, client_cpu = _cpu_seconds(pid), time.process_time()
         result = asyncio.run(
             _load(port, model, options.clients, options.seconds, options.max_requests, during)
         )
+        server_cpu, client_cpu = _cpu_seconds(pid) - server_cpu, time.process_time() - client_cpu
         result["mean_batch_rows"] = _batch_rows(url, model)
+        # Where the two cores went: CPU time per request in the server and in the clients.
+        result["cpu_us_per_request"] = {
+            "server": round(1e6 * server_cpu / max(result["requests"], 1), 1),
+            "clients": round(1e6 * client_cpu / max(result["requests"], 1), 1),
+        }
     return result
 
 
