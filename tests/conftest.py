@@ -159,6 +159,35 @@ def finish_all(procs: list[subprocess.Popen]) -> list[str]:
     return outputs
 
 
+# ---------------------------------------------------------------- the machine
+AS_ROOT = os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def mounted(*command: str) -> Iterator[bool]:
+    """Run a mount command (as root); yields False where mounting is not permitted."""
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    try:
+        yield result.returncode == 0
+    finally:
+        if result.returncode == 0:
+            subprocess.run(["umount", command[-1]], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def read_only(folder: Path) -> Iterator[bool]:
+    """`folder` read-only while inside; yields False where that cannot be arranged."""
+    if AS_ROOT:  # root writes through permission bits: a read-only bind mount is needed
+        with mounted("mount", "--bind", "-o", "ro", str(folder), str(folder)) as ok:
+            yield ok
+        return
+    folder.chmod(0o555)
+    try:
+        yield True
+    finally:
+        folder.chmod(0o755)
+
+
 # ---------------------------------------------------------------- exported models
 # Trained briefly and exported once per session; tests/test_export.py and
 # tests/test_serve.py share them (about 20 s in all).

@@ -347,3 +347,21 @@ def test_a_registered_export_loads_by_alias_and_version(exported, tmp_path):
         registry.card("shop/1")["run_id"]
         == json.loads((run_dir / "run.json").read_text())["run_id"]
     )
+
+
+def test_an_unwritable_destination_is_one_sentence_and_leaves_nothing(exported, tmp_path, capsys):
+    from conftest import read_only
+
+    run_dir, _ = exported["digits_mlp"]
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    with read_only(shelf) as made_read_only:
+        if not made_read_only:
+            pytest.skip("this machine refuses a read-only bind mount (needs root in a sandbox)")
+        with pytest.raises(SystemExit) as stopped:
+            export_main([str(run_dir), f"out={shelf / 'digits'}", "export.platforms=[cpu]"])
+    assert stopped.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "Could not write the artifact" in lines[0], lines
+    assert "Read-only file system" in lines[0] and "nothing was exported" in lines[0]
+    assert list(shelf.iterdir()) == []

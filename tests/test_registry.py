@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import describe
+from conftest import describe, read_only
 
 from jaxfw.artifact.layout import CARD, CONTENT_FILES, MANIFEST, MODEL
 from jaxfw.artifact.manifest import content_hash, verify_artifact, write_manifest
@@ -28,7 +28,6 @@ from jaxfw.registry.store import PAUSE_ENV
 
 ERROR = "jaxfw-registry: error:"
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
-AS_ROOT = os.geteuid() == 0
 
 
 # ------------------------------------------------------------------ helpers
@@ -473,25 +472,6 @@ def test_a_register_killed_after_claiming_a_number_leaves_the_old_versions(tmp_p
 # ------------------------------------------------------------------ bad input
 
 
-@contextlib.contextmanager
-def _read_only(folder: Path):
-    if not AS_ROOT:  # permission bits stop a normal user
-        folder.chmod(0o555)
-        try:
-            yield True
-        finally:
-            folder.chmod(0o755)
-        return
-    # Root writes through permission bits: a read-only bind mount is needed.
-    mount = ["mount", "--bind", "-o", "ro", str(folder), str(folder)]
-    mounted = subprocess.run(mount, capture_output=True, check=False).returncode == 0
-    try:
-        yield mounted
-    finally:
-        if mounted:
-            subprocess.run(["umount", str(folder)], capture_output=True, check=False)
-
-
 def test_every_bad_input_is_one_sentence_exit_2_and_the_registry_unchanged(tmp_path, exports):
     reg = tmp_path / "reg"
     registry = Registry(reg)
@@ -562,8 +542,8 @@ def test_every_bad_input_is_one_sentence_exit_2_and_the_registry_unchanged(tmp_p
     assert snapshot(reg) == before and snapshot(tmp_path / "foreign") == foreign
     assert (tmp_path / "a-file").read_text() == "x"
 
-    with _read_only(reg) as read_only:
-        if not read_only:
+    with read_only(reg) as made_read_only:
+        if not made_read_only:
             pytest.skip("this machine refuses a read-only bind mount")
         for args in (
             ["register", str(exports(3)), "--name", "digits", *r],

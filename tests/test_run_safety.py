@@ -3,7 +3,6 @@ runs are refused, one writer per run dir, a full disk, a read-only folder, Ctrl-
 failing sweep job, a notebook cell run twice. Real subprocesses, real signals, and (as
 root) a real small tmpfs and a real read-only bind mount."""
 
-import contextlib
 import json
 import os
 import signal
@@ -12,7 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cli_command, cli_env, describe, popen_interruptible, run_cli
+from conftest import (
+    AS_ROOT,
+    cli_command,
+    cli_env,
+    describe,
+    mounted,
+    popen_interruptible,
+    read_only,
+    run_cli,
+)
 
 import jaxfw
 from jaxfw.errors import UserError
@@ -30,7 +38,6 @@ LONG = [
     "checkpoint.every_steps=100",
     "trainer.progress=log",
 ]
-AS_ROOT = os.geteuid() == 0
 
 
 def _one_error_line(proc: subprocess.CompletedProcess[str] | tuple[int, str, str]) -> str:
@@ -198,36 +205,18 @@ def test_a_failing_sweep_job_is_recorded_and_the_sweep_goes_on(tmp_path):
 # ------------------------------------------------------------------ the machine
 
 
-@contextlib.contextmanager
-def _mounted(*command: str):
-    """Run a mount command (as root); yields False where mounting is not permitted."""
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    try:
-        yield result.returncode == 0
-    finally:
-        if result.returncode == 0:
-            subprocess.run(["umount", command[-1]], capture_output=True, check=False)
-
-
-def _read_only(folder: Path):
-    if AS_ROOT:  # root writes through permission bits: a read-only bind mount is needed
-        return _mounted("mount", "--bind", "-o", "ro", str(folder), str(folder))
-    folder.chmod(0o555)
-    return contextlib.nullcontext(True)
-
-
 def test_read_only_folders_are_one_sentence(tmp_path):
     (tmp_path / "ro").mkdir()
     done = tmp_path / "done"
     assert run_cli([f"hydra.run.dir={done}", *FEW], tmp_path).returncode == 0
-    with _read_only(tmp_path / "ro") as ok:
+    with read_only(tmp_path / "ro") as ok:
         if not ok:
             pytest.skip("this machine refuses a read-only bind mount (needs root in a sandbox)")
         proc = run_cli(FEW, tmp_path / "ro", env=cli_env(tmp_path))  # runs/ would go here
         assert proc.returncode == 2, describe(proc)
         assert "is read-only or not writable" in _one_error_line(proc)
         assert not (tmp_path / "ro" / "runs").exists()
-    with _read_only(done) as ok:
+    with read_only(done) as ok:
         proc = run_cli([f"hydra.run.dir={done}", *FEW], tmp_path)
         assert proc.returncode == 2, describe(proc)
         assert f"Cannot write to run dir '{done}'" in _one_error_line(proc)
@@ -238,7 +227,7 @@ def test_disk_full_is_one_sentence_and_the_same_command_resumes_after(tmp_path):
     disk.mkdir()
     if not AS_ROOT:
         pytest.skip("a small tmpfs needs root; run the suite as root (CI does) to drill this")
-    with _mounted("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)) as ok:
+    with mounted("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)) as ok:
         if not ok:
             pytest.skip("this machine refuses to mount a tmpfs")
         run = disk / "run"

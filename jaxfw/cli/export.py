@@ -22,7 +22,8 @@ manifest.json (sha256 of every file). Load it with `jaxfw.artifact.load(DIR)`, w
 only jax, numpy, flatbuffers and safetensors; register it with `jaxfw-registry register`.
 
 Exit codes: 0 written (its path on stdout); 2 a mistake in the command or the run directory
-(one line on stderr, nothing written)."""
+(one line on stderr, nothing written); 1 the artifact could not be written (a read-only
+or full disk; one line on stderr, nothing left behind)."""
 
 OPTIONS = {"checkpoint": "best", "out": None, "export.platforms": "cpu,cuda,tpu"}
 
@@ -65,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     except UserError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except OSError as exc:  # a read-only or full disk: nothing half-written stays behind
+        where = f" {exc.filename}" if exc.filename else ""
+        print(
+            f"{PROG}: error: Could not write the artifact{where} ({exc.strerror or exc}); "
+            "nothing was exported.",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     print(path)
 
 

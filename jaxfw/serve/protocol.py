@@ -125,11 +125,11 @@ def _json_data(spec: dict[str, Any], name: str, datatype: str, shape: list[int])
         flat = np.asarray(data, dtype=object).ravel()
         values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in flat]
         return np.asarray(values, dtype=object)
+    dtype = DTYPES[datatype]
     try:
-        # JSON null in a numeric tensor: a missing value (NaN), as table models expect.
-        array = np.asarray(data, dtype=object).ravel()
-        array = np.where(array == None, np.nan, array)  # noqa: E711  (elementwise)
-        return array.astype(DTYPES[datatype])
+        # Nested or flat lists of numbers; for float datatypes numpy reads JSON null as NaN
+        # (a missing value, as table models expect).
+        return np.asarray(data, dtype=dtype).ravel()
     except (TypeError, ValueError, OverflowError):
         raise ProtocolError(
             400, f"Input {name!r}: its data are not all {datatype} values."
