@@ -78,19 +78,14 @@ def _training_side(run_dir: Path) -> tuple[Any, Any, Any, Any]:
     the data bundle) as jaxfw-eval builds them."""
     import jax
 
-    from jaxfw.build import build_parts, load_run_config
-    from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
+    from jaxfw.build import build_parts
+    from jaxfw.checkpoint import abstract_like
+    from jaxfw.evaluation.run import open_run_checkpoint
     from jaxfw.export.program import predict_function
 
-    cfg = load_run_config(run_dir)
+    cfg, checkpointer, _, step = open_run_checkpoint(run_dir, "best")
     parts = build_parts(cfg)
-    checkpointer = Checkpointer(
-        run_dir / CHECKPOINT_DIR,
-        metric=cfg.task.best_metric,
-        mode=cfg.task.best_mode,
-        read_only=True,
-    )
-    state = checkpointer.restore_state(abstract_like(parts.init_state()), checkpointer.best_step())
+    state = checkpointer.restore_state(abstract_like(parts.init_state()), step)
     variables = {"params": state.params, **state.model_state}
     apply = jax.jit(lambda v, x: parts.model.apply(v, {"inputs": x}, train=False)[0])
     outputs = jax.jit(predict_function(parts.model, cfg.task.name))

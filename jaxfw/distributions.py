@@ -3,8 +3,9 @@
 
 Numeric feature: quantile bins of the training values (edges deduplicated, so a feature
 with few distinct values gets fewer bins), the share of rows per bin, the share missing
-(null, NaN, +-inf), and its 101 percentiles (the CDF a KS test needs). Categorical feature: the share of each category (the most
-frequent ones), of all others together, and of missing values. Plain numpy, no JAX: a
+(null, NaN, +-inf), and its 101 percentiles (the CDF a KS test needs). Categorical
+feature: the share of each category (the most frequent ones), of all others together,
+and of missing values. Plain numpy, no JAX: a
 serving process computes the same summaries of its traffic and compares them.
 """
 

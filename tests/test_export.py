@@ -22,6 +22,7 @@ from jaxfw.cli.export import main as export_main
 from jaxfw.data.options import DataOptions
 from jaxfw.data.sources.arrays import checked_inputs, read_source
 from jaxfw.data.splits import split_indices
+from jaxfw.evaluation.run import open_run_checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -55,15 +56,9 @@ print(json.dumps({{"blocked_modules_loaded": loaded}}))
 def _training_side(run_dir: Path) -> tuple[dict, object]:
     """The training code's own outputs on the test split (jitted apply of the restored
     best checkpoint), and the parts."""
-    cfg = load_run_config(run_dir)
+    cfg, checkpointer, _, step = open_run_checkpoint(run_dir, "best")
     parts = build_parts(cfg)
-    checkpointer = Checkpointer(
-        run_dir / CHECKPOINT_DIR,
-        metric=cfg.task.best_metric,
-        mode=cfg.task.best_mode,
-        read_only=True,
-    )
-    state = checkpointer.restore_state(abstract_like(parts.init_state()), checkpointer.best_step())
+    state = checkpointer.restore_state(abstract_like(parts.init_state()), step)
     variables = {"params": state.params, **state.model_state}
     apply = jax.jit(lambda v, x: parts.model.apply(v, {"inputs": x}, train=False)[0])
     logits = np.asarray(apply(variables, parts.data.test.inputs))

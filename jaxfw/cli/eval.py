@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from jaxfw import xla_flags
+from jaxfw.cli.run_args import parse_run_args
 from jaxfw.errors import UserError
 
 PROG = "jaxfw-eval"
@@ -24,15 +25,7 @@ be written (e.g. a read-only run directory; one line on stderr says where and wh
 
 
 def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, str]]:
-    if not argv:
-        raise UserError(f"No run directory given; {USAGE}.")
-    run_dir, options = argv[0], {"split": "test", "checkpoint": "best"}
-    for arg in argv[1:]:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in options or not value:
-            raise UserError(f"Unknown argument '{arg}'; {USAGE}.")
-        options[key] = value
-    return run_dir, options
+    return parse_run_args(argv, {"split": "test", "checkpoint": "best"}, USAGE)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

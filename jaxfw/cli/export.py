@@ -5,6 +5,7 @@ import sys
 from collections.abc import Sequence
 
 from jaxfw import xla_flags
+from jaxfw.cli.run_args import parse_run_args
 from jaxfw.errors import UserError
 
 PROG = "jaxfw-export"
@@ -28,18 +29,6 @@ or full disk; one line on stderr, nothing left behind)."""
 OPTIONS = {"checkpoint": "best", "out": None, "export.platforms": "cpu,cuda,tpu"}
 
 
-def parse_args(argv: Sequence[str]) -> tuple[str, dict[str, str | None]]:
-    if not argv:
-        raise UserError(f"No run directory given; {USAGE}.")
-    run_dir, options = argv[0], dict(OPTIONS)
-    for arg in argv[1:]:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in options or not value:
-            raise UserError(f"Unknown argument '{arg}'; {USAGE}.")
-        options[key] = value
-    return run_dir, options
-
-
 def platform_list(value: str) -> list[str]:
     """'[cpu,tpu]', 'cpu,tpu' or 'cpu' -> ['cpu', 'tpu']."""
     inner = value.strip().removeprefix("[").removesuffix("]")
@@ -54,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     xla_flags.configure()  # before JAX starts its backend
     logging.getLogger("absl").setLevel(logging.ERROR)  # Orbax's notes on read-only opens
     try:
-        run_dir, options = parse_args(argv)
+        run_dir, options = parse_run_args(argv, OPTIONS, USAGE)
         from jaxfw.export import export_run  # JAX loads only for real work
 
         path = export_run(

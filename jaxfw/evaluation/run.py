@@ -164,19 +164,30 @@ def pick_step(checkpointer: Checkpointer, which: str) -> tuple[str, int]:
     )
 
 
-def evaluate_checkpoint(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict:
-    """Every metric of a finished (or running) run's checkpoint on `split`; writes nothing."""
+def open_run_checkpoint(
+    run_dir: str | Path, which: str = "best"
+) -> tuple[DictConfig, Checkpointer, str, int]:
+    """(config, read-only checkpointer, kind, step) of checkpoint `which` (best, latest or a
+    step) of a run directory that may come from elsewhere: its config's model `_target_`s
+    are checked before anything is built."""
     run_dir = Path(run_dir)
-    if split not in SPLITS:
-        raise UserError(f"split={split} is not one of {', '.join(SPLITS)}.")
-    cfg = load_run_config(run_dir)  # checks the model's _target_s before anything is built
+    cfg = load_run_config(run_dir)
     checkpointer = Checkpointer(
         run_dir / CHECKPOINT_DIR,
         metric=cfg.task.best_metric,
         mode=cfg.task.best_mode,
         read_only=True,
     )
-    kind, step = pick_step(checkpointer, checkpoint)
+    kind, step = pick_step(checkpointer, which)
+    return cfg, checkpointer, kind, step
+
+
+def evaluate_checkpoint(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict:
+    """Every metric of a finished (or running) run's checkpoint on `split`; writes nothing."""
+    run_dir = Path(run_dir)
+    if split not in SPLITS:
+        raise UserError(f"split={split} is not one of {', '.join(SPLITS)}.")
+    cfg, checkpointer, kind, step = open_run_checkpoint(run_dir, checkpoint)
     parts = build_parts(cfg)
     state = checkpointer.restore_state(abstract_like(parts.init_state()), step)
     return evaluation_document(cfg, parts, state, split, {"kind": kind, "step": step}, run_dir)

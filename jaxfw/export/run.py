@@ -29,10 +29,11 @@ from jaxfw.artifact import layout
 from jaxfw.artifact.manifest import write_manifest
 from jaxfw.artifact.preprocessing import features_spec
 from jaxfw.artifact.weights import save_weights
-from jaxfw.build import Parts, build_parts, load_run_config
-from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
+from jaxfw.build import Parts, build_parts
+from jaxfw.checkpoint import abstract_like
+from jaxfw.durable import fsync_dir, fsync_file
 from jaxfw.errors import UserError
-from jaxfw.evaluation.run import REPORT_DIR, pick_step
+from jaxfw.evaluation.run import REPORT_DIR, open_run_checkpoint
 from jaxfw.evaluation.split import evaluate_split
 from jaxfw.export.card import model_card_text
 from jaxfw.export.program import (
@@ -162,14 +163,7 @@ def export_run(
     `out` (default <run_dir>/export/<kind>-<step>); returns the artifact's path."""
     run_dir = Path(run_dir)
     platforms = check_platforms(platforms)
-    cfg = load_run_config(run_dir)  # checks the model's _target_s before anything is built
-    checkpointer = Checkpointer(
-        run_dir / CHECKPOINT_DIR,
-        metric=cfg.task.best_metric,
-        mode=cfg.task.best_mode,
-        read_only=True,
-    )
-    kind, step = pick_step(checkpointer, checkpoint)
+    cfg, checkpointer, kind, step = open_run_checkpoint(run_dir, checkpoint)
     out = Path(out) if out is not None else run_dir / EXPORT_DIR / f"{kind}-{step}"
     if out.exists():
         raise UserError(f"{out} already exists; choose another out= or remove it first.")
@@ -246,10 +240,10 @@ def export_run(
         os.umask(umask)
         for path in staging.iterdir():
             path.chmod(0o666 & ~umask)  # mkdtemp and safetensors create owner-only files
-            with path.open("rb") as handle:
-                os.fsync(handle.fileno())
+            fsync_file(path)
         staging.chmod(0o777 & ~umask)
         os.rename(staging, out)  # atomic: the artifact appears whole or not at all
+        fsync_dir(out.parent)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

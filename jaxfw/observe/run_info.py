@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from jaxfw.durable import fsync_dir
 from jaxfw.json_values import decode_value, to_jsonable
 
 __all__ = ["RUN_FILE", "TRACKED_PACKAGES", "RunRecord", "collect_run_info", "git_info"]
@@ -260,21 +261,7 @@ class RunRecord:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        _fsync_dir(self.run_dir)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Persists the rename itself; best effort (not possible on every OS/filesystem)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(self.run_dir)
 
 
 def _decode_object(obj: dict[str, Any]) -> dict[str, Any]:

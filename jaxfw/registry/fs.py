@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from jaxfw.durable import fsync_dir, fsync_file
 from jaxfw.errors import UserError
 
 TEMP_PREFIX = ".tmp-"  # files being written; every reader skips dot-files
@@ -50,29 +51,6 @@ def refusals(registry: Path) -> Iterator[None]:
         if sentence := refused(exc, registry):
             raise sentence from exc
         raise
-
-
-def fsync_dir(path: Path) -> None:
-    # A rename or a new entry is durable only once its directory is synced; some
-    # filesystems (and buckets) cannot open a directory for that, which is harmless.
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def temp_path(directory: Path, name: str) -> Path:
@@ -154,7 +132,7 @@ def copy_files(source: Path, names: Iterable[str], target: Path) -> None:
     target.mkdir()
     for name in names:
         shutil.copyfile(source / name, target / name)
-        _fsync_file(target / name)
+        fsync_file(target / name)
     fsync_dir(target)
 
 
