@@ -47,6 +47,7 @@ class Slot:
         self.source = source
         self.current = current
         self.failed_version: str | None = None  # a version refused; not retried until SIGHUP
+        self.problem: str | None = None  # why the registry cannot be read now (logged once)
 
 
 class Server:
@@ -204,7 +205,12 @@ def build_app(server: Server) -> Any:
     async def metrics_page(request: Any) -> Any:
         for slot in server.slots.values():
             if slot.current.monitor is not None:
-                await asyncio.to_thread(server.drift_report, slot.current)
+                try:  # the drift gauges are refreshed per scrape; the rest must not depend on it
+                    await asyncio.to_thread(server.drift_report, slot.current)
+                except Exception:
+                    log.exception(
+                        "%s: drift report failed; /metrics keeps the last values", slot.source.name
+                    )
         body, content_type = metrics.exposition()
         return Response(
             body, media_type=content_type.split(";")[0], headers={"content-type": content_type}

@@ -63,14 +63,18 @@ class Reloader:
         name, metrics = slot.source.name, self.server.metrics
         try:
             version, _ = slot.source.locate()
-        except Exception as exc:  # the registry unreadable now: keep serving, say why
-            log.warning(
-                "%s: cannot read the registry (%s); still serving %s",
-                name,
-                exc,
-                slot.current.version,
-            )
+        except Exception as exc:  # alias removed, registry unreadable: keep serving, say why
+            if str(exc) != slot.problem:  # once per new problem, not at every poll
+                log.warning(
+                    "%s: cannot resolve %s now (%s); still serving version %s",
+                    name,
+                    slot.source.ref,
+                    exc,
+                    slot.current.version,
+                )
+            slot.problem = str(exc)
             return
+        slot.problem = None
         if version == slot.current.version or (version == slot.failed_version and not retry_failed):
             return
         log.info(
