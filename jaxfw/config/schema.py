@@ -92,15 +92,16 @@ class MetricMode(Enum):
 @dataclass
 class TrainerConfig:
     steps: int = 2000  # total number of optimizer steps
-    batch_size: int = 128
+    batch_size: int = 128  # examples per optimizer step, over all devices and processes
     eval_every: int = 500  # steps between evaluations on the full validation split
-    eval_batch_size: int = 512
+    eval_batch_size: int = 512  # examples per evaluation call (the last batch is padded)
     log_every: int = 100  # steps between metric fetches (the only host syncs in the loop)
-    progress: ProgressMode = ProgressMode.auto
+    progress: ProgressMode = ProgressMode.auto  # console: live bar, log lines or nothing
     # auto: continue the unfinished run of this config (same run dir, or the latest
     # unfinished run with the identical config under runs/<name>/); never: always start
     # fresh; anything else: a run dir or checkpoint dir to start from (a new run).
     resume: str = "auto"
+    # A non-finite loss or gradient: raise (stop, naming the step) or skip (drop that update).
     nan_policy: NanPolicy = NanPolicy["raise"]  # type: ignore[valid-type]
     log_batch_checksums: bool = False  # batch_checksums.jsonl: proves the batch sequence
     # Persistent XLA compilation cache: auto (~/.cache/jaxfw/xla or $XDG_CACHE_HOME), off,
@@ -117,15 +118,15 @@ class TrainerConfig:
     # [first, last] steps to trace with jax.profiler into the run's tb/ (profile plugin).
     profile_steps: list[int] = field(default_factory=list)
     peak_flops: float | None = None  # per device, for MFU; default: known chips / measured CPU
-    precision: Precision = Precision.fp32
+    precision: Precision = Precision.fp32  # compute dtype of the train step
 
 
 @dataclass
 class CheckpointConfig:
-    enabled: bool = True
+    enabled: bool = True  # save checkpoints (and resume from them)
     every_steps: int = 500  # 0: no step-based saves
     every_seconds: float | None = None  # also save when this much time has passed
-    keep_last: int = 2
+    keep_last: int = 2  # the newest checkpoints kept
     keep_best: int = 1  # by task.best_metric / task.best_mode; 0: no best-k retention
     async_save: bool = True  # write in the background while training continues
 
@@ -162,11 +163,11 @@ class DistributedConfig:
     """jax.distributed settings; unset values come from JAXFW_* env vars or JAX's own
     cluster detection (SLURM, Open MPI, TPU pods)."""
 
-    mode: DistributedMode = DistributedMode.auto
+    mode: DistributedMode = DistributedMode.auto  # whether to call jax.distributed.initialize
     coordinator_address: str | None = None  # host:port of process 0
-    num_processes: int | None = None
-    process_id: int | None = None
-    initialization_timeout_s: int = 300
+    num_processes: int | None = None  # processes in the job
+    process_id: int | None = None  # this process's index, 0 .. num_processes - 1
+    initialization_timeout_s: int = 300  # how long to wait for every process to join
 
 
 @dataclass
@@ -179,28 +180,28 @@ class FaultConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: OptimizerName = OptimizerName.adam
+    name: OptimizerName = OptimizerName.adam  # the Optax optimizer
     lr: float = 1e-3  # peak learning rate; the schedule shapes it
     momentum: float = 0.0  # sgd only
     nesterov: bool = False  # sgd only
-    b1: float = 0.9
-    b2: float = 0.999
-    eps: float = 1e-8
+    b1: float = 0.9  # adam/adamw: decay of the first-moment average
+    b2: float = 0.999  # adam/adamw: decay of the second-moment average
+    eps: float = 1e-8  # adam/adamw: added to the denominator for stability
     weight_decay: float = 0.0  # decoupled (adamw) or added to the gradient (sgd, adam)
-    weight_decay_mask: WeightDecayMask = WeightDecayMask.kernels
+    weight_decay_mask: WeightDecayMask = WeightDecayMask.kernels  # which parameters decay
     clip_grad_norm: float | None = None  # clip by global norm before the update
 
 
 @dataclass
 class ScheduleConfig:
-    name: ScheduleName = ScheduleName.constant
-    warmup_steps: int = 0
+    name: ScheduleName = ScheduleName.constant  # the learning-rate schedule (Optax)
+    warmup_steps: int = 0  # linear warm-up from 0 to optimizer.lr over these steps
     final_lr_fraction: float = 0.0  # lr at the last step, as a fraction of the peak
 
 
 @dataclass
 class DataConfig:
-    source: DataSource = DataSource.digits
+    source: DataSource = DataSource.digits  # where the examples come from
     path: str | None = None  # npz/table: the file; text: a file or folder (null: stdlib)
     test_fraction: float = 0.2  # stratified held-out test split, fixed by the seed
     val_fraction: float = 0.1  # of the rest, held out for evaluation during training
@@ -212,7 +213,7 @@ class DataConfig:
     features: list[str] | None = None  # null: all columns but target and split_column
     categorical: list[str] = field(default_factory=list)  # force one-hot encoding
     numeric: list[str] = field(default_factory=list)  # force numbers (bad values named by row)
-    task: DataTask = DataTask.auto
+    task: DataTask = DataTask.auto  # data=table: what the target column is for
     split_column: str | None = None  # a column of train/val/test; null: split by seed
     streaming: bool = False  # Parquet: stream row groups through Grain
     missing_indicators: bool = False  # add <col>__missing features for numeric columns
@@ -225,10 +226,10 @@ class DataConfig:
 
 @dataclass
 class TaskConfig:
-    name: TaskName = TaskName.classification
-    label_smoothing: float = 0.0
+    name: TaskName = TaskName.classification  # the loss, metrics and predictions
+    label_smoothing: float = 0.0  # classification: weight moved from the label to all classes
     best_metric: str = "eval/accuracy"  # tracked as the run's best metric
-    best_mode: MetricMode = MetricMode.max
+    best_mode: MetricMode = MetricMode.max  # whether a higher or lower best_metric is better
     # Computed at every training-time evaluation (eval/<name>); jaxfw-eval computes all.
     metrics: list[str] = field(default_factory=lambda: ["loss", "accuracy"])
     report_at_end: bool = True  # evaluate the best checkpoint on the test split into report/
@@ -237,8 +238,8 @@ class TaskConfig:
 @dataclass
 class LoggerConfig:
     enabled: bool = True  # write config.yaml, run.json and metrics into the run dir
-    jsonl: bool = True
-    tensorboard: bool = True
+    jsonl: bool = True  # metrics.jsonl, one JSON object per logged step
+    tensorboard: bool = True  # TensorBoard event files under tb/
 
 
 @dataclass
@@ -246,7 +247,8 @@ class Config:
     # Groups runs under runs/<name>/: the recipe's name (the default recipe: the stem of a
     # user's data.path, see compose.data_run_name); one directory name, checked in validate.py.
     name: str = MISSING
-    seed: int = 0
+    seed: int = 0  # initialisation, data split and shuffling, dropout: one seed for all
+    # Where the run writes (hydra.run.dir on the command line sets it too).
     run_dir: str = "runs/${name}/${now:%Y-%m-%d_%H-%M-%S}-${jaxfw.unique:}"
     # A Flax module by `_target_` plus its constructor arguments. `num_outputs: ???`
     # is filled from the data (number of classes) before the model is built.
