@@ -17,7 +17,7 @@ import numpy as np
 from jaxfw.artifact import compat, layout
 from jaxfw.artifact.errors import ArtifactError
 from jaxfw.artifact.manifest import verify_artifact
-from jaxfw.artifact.preprocessing import Features, Preprocessing, TableColumns, Tokens, from_dict
+from jaxfw.artifact.preprocessing import Features, Preprocessing, TableColumns, from_dict
 from jaxfw.artifact.weights import SEPARATOR, load_weights
 
 MAX_CHUNK = 1024  # examples per compiled call; bigger inputs go through in chunks
@@ -189,4 +189,4 @@ def load(path: str | Path) -> Artifact:
     )
 
 
-__all__ = ["Artifact", "Tokens", "load"]
+__all__ = ["Artifact", "load"]

@@ -185,10 +185,9 @@ def export_run(
     regression = parts.task if isinstance(parts.task, Regression) else Regression()
     predict = predict_function(model, task, regression.target_mean, regression.target_std)
     inputs, model_input, preprocessing = _inputs_and_preprocessing(parts, task)
-    model_shape = [d for d in model_input["shape"][1:]]
     max_length = model_input.get("max_length")
     exported = export_program(
-        predict, weights, model_shape, model_input["dtype"], platforms, max_length
+        predict, weights, model_input["shape"][1:], model_input["dtype"], platforms, max_length
     )
     signature = {
         "format": "jaxfw.signature/v1",

@@ -4,7 +4,7 @@ only, a 64 MiB body limit, bounded queues."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 DEFAULT_PORT = 8080
 HEALTH_PATHS = ("/v2/health/live", "/v2/health/ready")
@@ -27,4 +27,3 @@ class ServeOptions:
     drift_window_rows: int = 10_000  # the rolling window drift is computed over
     drift_window_s: float = 0.0  # and/or only the last T seconds of it (0: no time limit)
     log_level: str = "info"
-    extra: dict = field(default_factory=dict)  # test hooks; see jaxfw/serve/app.py
