@@ -189,7 +189,18 @@ class Checkpointer:
         """The kept checkpoint with the best metric (None when none has the metric)."""
         best: tuple[float, int] | None = None
         for step in self.steps():
-            value = self.read_meta(step).get("metrics", {}).get(self.metric)
+            try:
+                meta = self.read_meta(step)
+            except (KeyError, OSError, ValueError) as exc:
+                # A process killed mid-save can leave a step whose state was committed but
+                # not its meta: it has no metric to rank by (restore skips it the same way).
+                log.warning(
+                    "checkpoint step %d has no readable metadata (%s); not ranked",
+                    step,
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                )
+                continue
+            value = meta.get("metrics", {}).get(self.metric)
             if value is None:
                 continue
             key = value if self.mode == "max" else -value

@@ -191,6 +191,23 @@ def test_unreadable_latest_is_reported_and_the_previous_used(tmp_path, caplog):
         reader.restore(abstract_like(state), _iterator(), step=2)
 
 
+def test_a_step_without_its_metadata_is_not_ranked_as_best(tmp_path, caplog):
+    # What a writer SIGKILLed mid-save can leave: the state committed, the meta not.
+    ckpt = Checkpointer(tmp_path / "ck", keep_last=3, keep_best=1, async_save=False)
+    state = _tiny_state()
+    for step, accuracy in ((1, 0.5), (2, 0.9)):
+        metrics = {"eval/accuracy": accuracy}
+        ckpt.save(step, state, _iterator(), {"step": step, "metrics": metrics}, metrics)
+    ckpt.close()
+    shutil.rmtree(tmp_path / "ck/2/meta")
+    reader = Checkpointer(tmp_path / "ck", read_only=True)
+    with caplog.at_level(logging.WARNING, logger="jaxfw"):
+        assert reader.best_step() == 1
+    assert any(
+        "checkpoint step 2 has no readable metadata" in r.getMessage() for r in caplog.records
+    )
+
+
 def test_restored_iterator_continues_the_stream(tmp_path):
     it = _iterator()
     for _ in range(3):
