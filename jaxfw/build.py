@@ -22,7 +22,7 @@ from jaxfw.config.validate import validate_config
 from jaxfw.data import DataBundle, load_dataset, train_batches
 from jaxfw.errors import UserError
 from jaxfw.metrics import CLASSIFICATION_METRICS, LM_METRICS, REGRESSION_METRICS
-from jaxfw.models import ModelFns
+from jaxfw.models import Model, ModelFns, NnxModelFns
 from jaxfw.models.targets import check_model_targets
 from jaxfw.optim import make_optimizer, make_schedule
 from jaxfw.state import TrainState, create_train_state, state_shardings
@@ -41,26 +41,29 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(plain)
 
 
-def build_model(model_cfg: DictConfig, num_outputs: int, source: str = "The config") -> ModelFns:
+def build_model(model_cfg: DictConfig, num_outputs: int, source: str = "The config") -> Model:
     """Instantiate the model's `_target_` once every `_target_` in its config is allowed
     (jaxfw.models.targets: nothing is called before that); `num_outputs: ???` is filled
-    from the data. `source` names where the config came from in messages."""
+    from the data. `source` names where the config came from in messages. A Flax NNX
+    module is built with `rngs=` by its adapter (jaxfw/models/nnx_adapter.py)."""
     # `in model_cfg` is False for a missing (???) value; keys() lists it.
     if "num_outputs" in model_cfg.keys() and OmegaConf.is_missing(model_cfg, "num_outputs"):  # noqa: SIM118
         model_cfg.num_outputs = num_outputs
     target = model_cfg.get("_target_")
-    if not issubclass(check_model_targets(model_cfg, source), nn.Module):
-        raise UserError(
-            f"model._target_='{target}' is a flax.nnx.Module; jaxfw builds flax.linen modules "
-            "only, for now."
-        )
-    try:
-        module: Any = instantiate(model_cfg, _convert_="all")
-    except InstantiationException as exc:
-        # Hydra puts the cause (an ImportError, a TypeError naming the bad argument)
-        # after its own first line.
-        reason = " ".join(line.strip() for line in str(exc).strip().splitlines())
-        raise UserError(f"Cannot build model._target_='{target}': {reason}") from exc
+    linen = issubclass(check_model_targets(model_cfg, source), nn.Module)
+
+    def make(**extra: Any) -> Any:
+        try:
+            return instantiate(model_cfg, _convert_="all", **extra)
+        except InstantiationException as exc:
+            # Hydra puts the cause (an ImportError, a TypeError naming the bad argument)
+            # after its own first line.
+            reason = " ".join(line.strip() for line in str(exc).strip().splitlines())
+            raise UserError(f"Cannot build model._target_='{target}': {reason}") from exc
+
+    if not linen:
+        return NnxModelFns.from_factory(lambda rngs: make(rngs=rngs))
+    module = make()
     if not isinstance(module, nn.Module):
         raise UserError(
             f"model._target_='{target}' built a {type(module).__name__}, not a Flax Linen module."
@@ -154,7 +157,7 @@ class Parts:
     """Everything a run computes with, built from the resolved config."""
 
     data: DataBundle
-    model: ModelFns
+    model: Model
     task: Any
     steps: Steps
     schedule: optax.Schedule

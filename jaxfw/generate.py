@@ -22,6 +22,7 @@ import numpy as np
 from jaxfw.build import build_model, load_run_config
 from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer
 from jaxfw.errors import UserError
+from jaxfw.models import ModelFns
 from jaxfw.sampling import MAX_NEW_TOKENS, check_sampling
 
 __all__ = ["MAX_NEW_TOKENS", "LanguageModel", "generate", "load_language_model", "stream"]
@@ -63,7 +64,14 @@ def load_language_model(run_dir: str | Path, checkpoint: str = "best") -> Langua
             )
         step = int(checkpoint)
     state = checkpointer.restore_saved_state(step)
-    module = build_model(cfg.model, 256, source=str(run_dir / "config.yaml")).module
+    model = build_model(cfg.model, 256, source=str(run_dir / "config.yaml"))
+    if not isinstance(model, ModelFns):
+        raise UserError(
+            f"Run '{run_dir}' trained a Flax NNX model ({cfg.model._target_}); jaxfw-generate "
+            "samples with the key/value cache of the Linen jaxfw.models.Transformer only, for "
+            "now. Export the run (jaxfw-export) to score text with it."
+        )
+    module = model.module
     return LanguageModel(module, state["params"], step)
 
 

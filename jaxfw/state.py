@@ -12,7 +12,7 @@ import optax
 from jax.sharding import Mesh
 
 from jaxfw import sharding
-from jaxfw.models import ModelFns
+from jaxfw.models import Model
 
 
 @flax.struct.dataclass
@@ -32,7 +32,7 @@ class TrainState:
 
 
 def create_train_state(
-    model: ModelFns, tx: optax.GradientTransformation, rng: jax.Array, example_batch: dict
+    model: Model, tx: optax.GradientTransformation, rng: jax.Array, example_batch: dict
 ) -> TrainState:
     """Initialise parameters and optimizer state (pure; jit it to build on device)."""
     init_rng, train_rng = jax.random.split(rng)
@@ -49,7 +49,7 @@ def create_train_state(
 
 
 def state_shardings(
-    model: ModelFns,
+    model: Model,
     tx: optax.GradientTransformation,
     example_batch: dict,
     mesh: Mesh,

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxfw.models import ModelFns
+from jaxfw.models import Model
 from jaxfw.sharding import stacked_batch_sharding
 from jaxfw.state import TrainState
 
@@ -60,7 +60,7 @@ class Steps:
 
 
 def make_train_step(
-    model: ModelFns,
+    model: Model,
     task: Any,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,
@@ -168,7 +168,7 @@ def make_multi_step(
     return multi_step
 
 
-def make_eval_step(model: ModelFns, task: Any) -> Callable[[TrainState, Batch], dict[str, Any]]:
+def make_eval_step(model: Model, task: Any) -> Callable[[TrainState, Batch], dict[str, Any]]:
     def eval_step(state: TrainState, batch: Batch) -> dict[str, Any]:
         """{"stats": additive statistics, "scores": per-example scores (or None)}."""
         variables = {"params": state.params, **state.model_state}
@@ -179,7 +179,7 @@ def make_eval_step(model: ModelFns, task: Any) -> Callable[[TrainState, Batch], 
 
 
 def compile_steps(
-    model: ModelFns,
+    model: Model,
     task: Any,
     tx: optax.GradientTransformation,
     schedule: optax.Schedule,

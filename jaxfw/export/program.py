@@ -18,14 +18,14 @@ import jax.numpy as jnp
 from jax import export
 
 from jaxfw.metrics.stats import first_argmax
-from jaxfw.models import ModelFns
+from jaxfw.models import Model
 
 PLATFORMS = ("cpu", "cuda", "tpu")
 KNOWN_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 
 
 def predict_function(
-    model: ModelFns, task: str, target_mean: float = 0.0, target_std: float = 1.0
+    model: Model, task: str, target_mean: float = 0.0, target_std: float = 1.0
 ) -> Callable[[Any, jax.Array], dict[str, jax.Array]]:
     """The pure function exported: the model in inference mode plus the task's outputs."""
 
@@ -46,13 +46,12 @@ def predict_function(
     return predict
 
 
-def portable(model: ModelFns, platforms: Sequence[str]) -> ModelFns:
+def portable(model: Model, platforms: Sequence[str]) -> Model:
     """The model with platform-neutral kernels when lowering for several platforms: a
     jaxfw Transformer's attention="auto" would pick cuDNN's fused kernel on a GPU exporter,
     which other platforms cannot run."""
-    module = model.module
-    if len(platforms) > 1 and getattr(module, "attention", None) in ("auto", "cudnn"):
-        return ModelFns(module.clone(attention="xla"))
+    if len(platforms) > 1 and getattr(model.module, "attention", None) in ("auto", "cudnn"):
+        return model.with_attributes(attention="xla")
     return model
 
 

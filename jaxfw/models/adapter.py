@@ -49,5 +49,9 @@ class ModelFns:
         )
         return outputs, dict(new_state)
 
+    def with_attributes(self, **attributes: Any) -> "ModelFns":
+        """The same module with some hyper-parameters changed (e.g. attention="xla")."""
+        return ModelFns(self.module.clone(**attributes))
+
     def _train_kwargs(self, train: bool) -> dict[str, bool]:
         return {"train": train} if _accepts_train(self.module) else {}
