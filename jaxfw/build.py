@@ -24,6 +24,7 @@ from jaxfw.errors import UserError
 from jaxfw.metrics import CLASSIFICATION_METRICS, LM_METRICS, REGRESSION_METRICS
 from jaxfw.models import Model, ModelFns, NnxModelFns
 from jaxfw.models.targets import check_model_targets
+from jaxfw.objects import Objects, require_objects
 from jaxfw.optim import make_optimizer, make_schedule
 from jaxfw.state import TrainState, create_train_state, state_shardings
 from jaxfw.steps import Steps, compile_steps
@@ -74,9 +75,13 @@ def build_model(model_cfg: DictConfig, num_outputs: int, source: str = "The conf
 RUN_CONFIG = "config.yaml"
 
 
-def load_run_config(run_dir: str | Path) -> DictConfig:
+def load_run_config(
+    run_dir: str | Path, model: Any = None, data: Any = None, call: str = "jaxfw.evaluate"
+) -> DictConfig:
     """A run directory's config.yaml, with its model's `_target_`s checked before anything
-    is built: a run directory may come from elsewhere (jaxfw-eval, jaxfw-generate)."""
+    is built: a run directory may come from elsewhere (jaxfw-eval, jaxfw-generate). A run
+    that trained on Python objects needs them again (`model`, `data`; `call` names the
+    function to pass them to in the message)."""
     run_dir = Path(run_dir)
     path = run_dir / RUN_CONFIG
     if not path.exists():
@@ -99,7 +104,9 @@ def load_run_config(run_dir: str | Path) -> DictConfig:
             f"{path} is not a jaxfw run config; it must be a mapping with 'model' and 'task' "
             "sections, as jaxfw writes it."
         )
-    check_model_targets(cfg.model, str(path), run_dir)
+    require_objects(cfg, run_dir, model, data, call)
+    if model is None:
+        check_model_targets(cfg.model, str(path), run_dir)
     return cfg
 
 
@@ -208,10 +215,40 @@ class Parts:
         )
 
 
-def build_parts(cfg: DictConfig) -> Parts:
-    data = load_dataset(cfg.data, cfg.seed)
+def check_model_outputs(model: Model, example: dict, task: str, expected: int) -> None:
+    """A model passed as an object is applied (shapes only) to the data's inputs first:
+    a wrong input width or number of outputs is one sentence, not a trace."""
+    inputs = example["inputs"]
+    try:
+        variables = jax.eval_shape(lambda: nn.unbox(model.init(jax.random.key(0), example)))
+        outputs, _ = jax.eval_shape(lambda v: model.apply(v, example, train=False), variables)
+    except Exception as exc:  # whatever the user's module raises on these inputs
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(
+            f"The model passed cannot be applied to the data's inputs of shape "
+            f"[batch, {', '.join(map(str, inputs.shape[1:]))}]: {reason}"
+        ) from exc
+    width = int(np.prod(outputs.shape[1:])) if task == "regression" else outputs.shape[-1]
+    if width != expected:
+        what = "1 output (regression)" if task == "regression" else f"{expected} outputs"
+        raise UserError(
+            f"The model passed returns outputs of shape {tuple(outputs.shape)} but the data "
+            f"needs {what} per example; build it with that many outputs."
+        )
+
+
+def build_parts(cfg: DictConfig, objects: Objects | None = None) -> Parts:
+    """The run's pieces from its resolved config; `objects` (a model or data passed from
+    Python, see jaxfw/objects.py) replace the ones the config would build."""
+    objects = objects or Objects()
+    data = objects.data or load_dataset(cfg.data, cfg.seed)
     check_task_fits_data(cfg, data)
-    model = build_model(cfg.model, num_outputs(cfg.task.name, data.num_classes))
+    outputs = num_outputs(cfg.task.name, data.num_classes)
+    if objects.model is not None:
+        model = objects.model
+        check_model_outputs(model, data.example_batch(2), cfg.task.name, outputs)
+    else:
+        model = build_model(cfg.model, outputs)
     task = build_task(cfg.task, data.num_classes, *_target_scale(cfg, data))
     schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, cfg.trainer.steps)
     tx = make_optimizer(cfg.optimizer, schedule)

@@ -33,6 +33,7 @@ from jaxfw.failures import RunFailed, environment_failure, interrupted
 from jaxfw.feed import StepFeed
 from jaxfw.hooks import Hook
 from jaxfw.loop import BestTracker, Loop, LoopState
+from jaxfw.objects import Objects, take_objects
 from jaxfw.observe import RUN_FILE, make_progress
 from jaxfw.observe.run_outputs import RunOutputs
 from jaxfw.resume import config_identity, find_unfinished_run, resume_source
@@ -170,12 +171,21 @@ def _check_data(cfg: DictConfig, parts: Parts, run_path: Path) -> None:
 
 
 def train(
-    cfg: DictConfig, run_dir: str | Path | None = None, *, hooks: Sequence[Hook] = ()
+    cfg: DictConfig,
+    run_dir: str | Path | None = None,
+    *,
+    model: Any = None,
+    data: Any = None,
+    hooks: Sequence[Hook] = (),
 ) -> TrainResult:
     """Train the config's model; write the run directory; return the final state.
 
-    `run_dir` defaults to the config's `run_dir`. `hooks`: your own `jaxfw.Hook`s, called
-    at the steps they declare (after the built-in logging and evaluation of a step).
+    `run_dir` defaults to the config's `run_dir`. `model`: a Flax module instance (Linen
+    or NNX) in place of the config's `model`; `data`: `(X, y)`, a dict of splits or a
+    pyarrow/pandas table in place of the config's `data` source (jaxfw/objects.py). The
+    instance passed is not changed: the trained values are in the result's `state`.
+    `hooks`: your own `jaxfw.Hook`s, called at the steps they declare (after the
+    built-in logging and evaluation of a step).
 
     Raises UserError for config or data mistakes before any training starts, RunFailed
     (a UserError) when the machine stops the run (disk full, a folder not writable) and
@@ -183,6 +193,7 @@ def train(
     """
     t0 = time.perf_counter()
     resolved = resolve_config(cfg)
+    objects = take_objects(resolved, model, data)  # before the run dir: it names them
     # Before any JAX computation: a multi-process job connects its processes here.
     xla_flags.configure()  # in effect only if no JAX computation ran yet in this process
     initialize(distributed_settings(resolved.distributed, os.environ))
@@ -196,14 +207,14 @@ def train(
         check_writable(run_path)
         lock = RunLock(run_path).acquire()
     try:
-        return _train_locked(cfg, run_path, t0, hooks)
+        return _train_locked(cfg, run_path, t0, hooks, objects)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _train_locked(
-    cfg: DictConfig, run_path: Path, t0: float, hooks: Sequence[Hook] = ()
+    cfg: DictConfig, run_path: Path, t0: float, hooks: Sequence[Hook], objects: Objects
 ) -> TrainResult:
     cache = enable_compile_cache(cfg.trainer.compile_cache)
     identity = config_identity(cfg)  # before the data fills in model.num_outputs
@@ -211,7 +222,7 @@ def _train_locked(
     try:
         if cfg.trainer.resume not in ("auto", "never"):
             resume_source(cfg.trainer.resume)  # a bad path fails before the data loads
-        parts = build_parts(cfg)
+        parts = build_parts(cfg, objects)
         _check_data(cfg, parts, run_path)
         feed = make_feed(cfg, parts)
         state = parts.init_state()

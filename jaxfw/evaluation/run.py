@@ -21,6 +21,7 @@ from jaxfw.checkpoint import CHECKPOINT_DIR, Checkpointer, abstract_like
 from jaxfw.errors import UserError
 from jaxfw.evaluation.split import evaluate_split
 from jaxfw.metrics import average_precision, roc_auc
+from jaxfw.objects import objects_for_run
 from jaxfw.observe import RUN_FILE, read_jsonl
 from jaxfw.report import write_report
 from jaxfw.report.bounds import ReportLimits, thin_curve
@@ -165,13 +166,18 @@ def pick_step(checkpointer: Checkpointer, which: str) -> tuple[str, int]:
 
 
 def open_run_checkpoint(
-    run_dir: str | Path, which: str = "best"
+    run_dir: str | Path,
+    which: str = "best",
+    model: Any = None,
+    data: Any = None,
+    call: str = "jaxfw.evaluate",
 ) -> tuple[DictConfig, Checkpointer, str, int]:
     """(config, read-only checkpointer, kind, step) of checkpoint `which` (best, latest or a
     step) of a run directory that may come from elsewhere: its config's model `_target_`s
-    are checked before anything is built."""
+    are checked before anything is built. A run trained on Python objects needs them again
+    (`model`, `data`; `call` names the function in the message)."""
     run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
+    cfg = load_run_config(run_dir, model, data, call)
     checkpointer = Checkpointer(
         run_dir / CHECKPOINT_DIR,
         metric=cfg.task.best_metric,
@@ -182,21 +188,36 @@ def open_run_checkpoint(
     return cfg, checkpointer, kind, step
 
 
-def evaluate_checkpoint(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict:
-    """Every metric of a finished (or running) run's checkpoint on `split`; writes nothing."""
+def evaluate_checkpoint(
+    run_dir: str | Path,
+    split: str = "test",
+    checkpoint: str = "best",
+    *,
+    model: Any = None,
+    data: Any = None,
+) -> dict:
+    """Every metric of a finished (or running) run's checkpoint on `split`; writes nothing.
+    A run trained on objects (`jaxfw.train(cfg, model=..., data=...)`) needs them again."""
     run_dir = Path(run_dir)
     if split not in SPLITS:
         raise UserError(f"split={split} is not one of {', '.join(SPLITS)}.")
-    cfg, checkpointer, kind, step = open_run_checkpoint(run_dir, checkpoint)
-    parts = build_parts(cfg)
+    cfg, checkpointer, kind, step = open_run_checkpoint(run_dir, checkpoint, model, data)
+    parts = build_parts(cfg, objects_for_run(cfg, run_dir, model, data))
     state = checkpointer.restore_state(abstract_like(parts.init_state()), step)
     return evaluation_document(cfg, parts, state, split, {"kind": kind, "step": step}, run_dir)
 
 
-def evaluate_run(run_dir: str | Path, split: str = "test", checkpoint: str = "best") -> dict:
+def evaluate_run(
+    run_dir: str | Path,
+    split: str = "test",
+    checkpoint: str = "best",
+    *,
+    model: Any = None,
+    data: Any = None,
+) -> dict:
     """Evaluate a run's checkpoint and write <run_dir>/eval/<split>-<checkpoint>/ (the
     document's "paths" say where); training's own report/ is left as it is."""
-    document = evaluate_checkpoint(run_dir, split, checkpoint)
+    document = evaluate_checkpoint(run_dir, split, checkpoint, model=model, data=data)
     paths = write_evaluation(Path(run_dir), document, eval_directory(split, checkpoint))
     document["paths"] = {k: str(v) for k, v in paths.items()}
     return document

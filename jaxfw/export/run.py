@@ -45,6 +45,7 @@ from jaxfw.export.program import (
 )
 from jaxfw.export.reference import build_reference
 from jaxfw.json_values import to_jsonable
+from jaxfw.objects import objects_for_run
 from jaxfw.observe import RUN_FILE
 from jaxfw.tasks import Regression
 
@@ -158,19 +159,25 @@ def export_run(
     checkpoint: str = "best",
     out: str | Path | None = None,
     platforms: Sequence[str] = PLATFORMS,
+    *,
+    model: Any = None,
+    data: Any = None,
 ) -> Path:
     """Export checkpoint `checkpoint` (best, latest or a step) of the run in `run_dir` into
-    `out` (default <run_dir>/export/<kind>-<step>); returns the artifact's path."""
+    `out` (default <run_dir>/export/<kind>-<step>); returns the artifact's path. A run
+    trained on objects (`jaxfw.train(cfg, model=..., data=...)`) needs them again."""
     run_dir = Path(run_dir)
     platforms = check_platforms(platforms)
-    cfg, checkpointer, kind, step = open_run_checkpoint(run_dir, checkpoint)
+    cfg, checkpointer, kind, step = open_run_checkpoint(
+        run_dir, checkpoint, model, data, call="jaxfw.export_run"
+    )
     out = Path(out) if out is not None else run_dir / EXPORT_DIR / f"{kind}-{step}"
     if out.exists():
         raise UserError(f"{out} already exists; choose another out= or remove it first.")
     run_file = run_dir / RUN_FILE
     run = json.loads(run_file.read_text()) if run_file.exists() else {}
 
-    parts = build_parts(cfg)
+    parts = build_parts(cfg, objects_for_run(cfg, run_dir, model, data))
     recorded = run.get("data_fingerprint")
     if recorded and recorded != parts.data.fingerprint:
         raise UserError(

@@ -34,7 +34,7 @@ from jaxfw.data.sources.tables.columns import (
     prepare_target,
     split_roles,
 )
-from jaxfw.data.sources.tables.files import locate_table, read_table
+from jaxfw.data.sources.tables.files import TableFile, locate_table, read_table
 from jaxfw.data.splits import role_sizes, seeded_roles
 from jaxfw.data.stats import ValueCounts
 from jaxfw.data.types import DataBundle
@@ -54,6 +54,19 @@ def load_table(cfg: Any, options: DataOptions, seed: int) -> DataBundle:
 
     forced = (*table_options.numeric, *table_options.categorical)
     table = read_table(file, forced if file.format == "csv" else ())
+    return table_bundle(table, file, table_options, options, seed, fingerprint, check_rows)
+
+
+def table_bundle(
+    table: pa.Table,
+    file: TableFile,
+    table_options: TableOptions,
+    options: DataOptions,
+    seed: int,
+    fingerprint: str,
+    check_rows: bool,
+) -> DataBundle:
+    """A table in memory (read from `file`, or passed from Python) split and encoded."""
     plan = plan_columns(table.schema, table_options, file)
     target = prepare_target(table, plan, file)
     valid = valid_targets(target)
