@@ -42,14 +42,21 @@ def resolve_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(plain)
 
 
-def build_model(model_cfg: DictConfig, num_outputs: int, source: str = "The config") -> Model:
+def build_model(
+    model_cfg: DictConfig,
+    num_outputs: int,
+    source: str = "The config",
+    in_features: int | None = None,
+) -> Model:
     """Instantiate the model's `_target_` once every `_target_` in its config is allowed
-    (jaxfw.models.targets: nothing is called before that); `num_outputs: ???` is filled
-    from the data. `source` names where the config came from in messages. A Flax NNX
-    module is built with `rngs=` by its adapter (jaxfw/models/nnx_adapter.py)."""
-    # `in model_cfg` is False for a missing (???) value; keys() lists it.
-    if "num_outputs" in model_cfg.keys() and OmegaConf.is_missing(model_cfg, "num_outputs"):  # noqa: SIM118
-        model_cfg.num_outputs = num_outputs
+    (jaxfw.models.targets: nothing is called before that); `num_outputs: ???` and
+    `in_features: ???` (NNX layers are built before they see an input) are filled from
+    the data. `source` names where the config came from in messages. A Flax NNX module is
+    built with `rngs=` by its adapter (jaxfw/models/nnx_adapter.py)."""
+    for key, value in (("num_outputs", num_outputs), ("in_features", in_features)):
+        # `in model_cfg` is False for a missing (???) value; keys() lists it.
+        if key in model_cfg.keys() and OmegaConf.is_missing(model_cfg, key) and value:  # noqa: SIM118
+            model_cfg[key] = value
     target = model_cfg.get("_target_")
     linen = issubclass(check_model_targets(model_cfg, source), nn.Module)
 
@@ -248,7 +255,8 @@ def build_parts(cfg: DictConfig, objects: Objects | None = None) -> Parts:
         model = objects.model
         check_model_outputs(model, data.example_batch(2), cfg.task.name, outputs)
     else:
-        model = build_model(cfg.model, outputs)
+        width = int(np.prod(data.input_shape)) if data.input_shape else None
+        model = build_model(cfg.model, outputs, in_features=width)
     task = build_task(cfg.task, data.num_classes, *_target_scale(cfg, data))
     schedule = make_schedule(cfg.schedule, cfg.optimizer.lr, cfg.trainer.steps)
     tx = make_optimizer(cfg.optimizer, schedule)

@@ -10,7 +10,7 @@ from jaxfw.config.schema import Config
 from jaxfw.errors import UserError
 
 # Values filled in by jaxfw itself once the data is known.
-FILLED_LATER = {"model.num_outputs"}
+FILLED_LATER = {"model.num_outputs", "model.in_features"}
 
 
 def _check_no_extra_keys(node: DictConfig, schema: type, prefix: str) -> None:
