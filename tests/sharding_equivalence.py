@@ -1,5 +1,6 @@
-"""Run 20 training steps of the digits recipe and of a small transformer on several
-meshes; print losses and per-device parameter bytes as JSON.
+"""Run 20 training steps of the digits recipe and of a small transformer, each as a
+Flax Linen and a Flax NNX model, on several meshes; print losses and per-device
+parameter bytes as JSON.
 
 Run by tests/test_sharding.py in subprocesses, with and without
 XLA_FLAGS=--xla_force_host_platform_device_count=8 (it must be set before JAX loads).
@@ -17,7 +18,7 @@ import optax
 import jaxfw
 from jaxfw import sharding
 from jaxfw.config.schema import MeshConfig
-from jaxfw.models import ModelFns, Transformer
+from jaxfw.models import ModelFns, NnxModelFns, NnxTransformer, Transformer
 from jaxfw.state import create_train_state, state_shardings
 from jaxfw.steps import compile_steps
 from jaxfw.tasks import LanguageModeling
@@ -31,7 +32,7 @@ def _sizes(mesh: str) -> dict[str, int]:
     return {"data": data, "fsdp": fsdp, "tensor": tensor}
 
 
-def digits(mesh: str) -> dict:
+def digits(mesh: str, model: str = "mlp") -> dict:
     sizes = _sizes(mesh)
     overrides = [
         f"trainer.steps={STEPS}",
@@ -40,6 +41,7 @@ def digits(mesh: str) -> dict:
         "trainer.progress=off",
         "checkpoint.enabled=false",
         "logger.enabled=false",
+        f"model={model}",
         "model.dropout=0.0",
         *(f"mesh.{axis}={size}" for axis, size in sizes.items()),
     ]
@@ -48,18 +50,20 @@ def digits(mesh: str) -> dict:
     return {"losses": losses, "param_bytes": sharding.bytes_per_device(result.state.params)}
 
 
-def transformer(mesh: str) -> dict:
+def transformer(mesh: str, nnx: bool = False) -> dict:
     vocab, length, batch = 64, 16, 16
-    model = ModelFns(
-        Transformer(
-            num_outputs=vocab,
-            num_layers=2,
-            embed_dim=32,
-            num_heads=4,
-            mlp_dim=64,
-            max_length=length,
-        )
-    )
+    sizes = {
+        "num_outputs": vocab,
+        "num_layers": 2,
+        "embed_dim": 32,
+        "num_heads": 4,
+        "mlp_dim": 64,
+        "max_length": length,
+    }
+    if nnx:
+        model = NnxModelFns.from_factory(lambda rngs: NnxTransformer(**sizes, rngs=rngs))
+    else:
+        model = ModelFns(Transformer(**sizes))
     task = LanguageModeling(vocab)
     schedule = optax.constant_schedule(3e-3)
     tx = optax.adamw(schedule, weight_decay=1e-4)
@@ -92,6 +96,12 @@ def transformer(mesh: str) -> dict:
 
 if __name__ == "__main__":
     out = {
-        mesh: {"digits": digits(mesh), "transformer": transformer(mesh)} for mesh in sys.argv[1:]
+        mesh: {
+            "digits": digits(mesh),
+            "transformer": transformer(mesh),
+            "nnx_digits": digits(mesh, "nnx_mlp"),
+            "nnx_transformer": transformer(mesh, nnx=True),
+        }
+        for mesh in sys.argv[1:]
     }
     print(json.dumps(out))

@@ -88,18 +88,23 @@ def _run(meshes: list[str], devices: int) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+MODELS = ("digits", "transformer", "nnx_digits", "nnx_transformer")
+
+
 @pytest.mark.slow
 def test_dp_fsdp_tp_match_one_device_and_fsdp_splits_memory():
+    """Linen and NNX models alike: the same losses on every mesh, parameters split by
+    their logical axes (nn.with_logical_partitioning / nnx.with_partitioning)."""
     single = _run(["1x1x1"], 1)["1x1x1"]
     multi = _run(["8x1x1", "1x8x1", "2x2x2"], 8)
     for mesh, results in multi.items():
-        for model in ("digits", "transformer"):
+        for model in MODELS:
             ref = np.array(single[model]["losses"])
             got = np.array(results[model]["losses"])
             assert len(got) == len(ref) == 20
             rel = np.max(np.abs(got - ref) / np.abs(ref))
             assert rel < TOLERANCE, f"{mesh} {model}: max relative loss difference {rel:.2e}"
-    for model in ("digits", "transformer"):
+    for model in MODELS:
         replicated = max(single[model]["param_bytes"].values())
         assert set(multi["8x1x1"][model]["param_bytes"].values()) == {replicated}
         fsdp = multi["1x8x1"][model]["param_bytes"]
@@ -108,6 +113,9 @@ def test_dp_fsdp_tp_match_one_device_and_fsdp_splits_memory():
     specs = multi["2x2x2"]["transformer"]["specs"]
     assert specs["_Block_0/_Attention_0/query/kernel"] == "P('fsdp', 'tensor', None)"
     assert specs["_Block_0/Dense_0/kernel"] == "P('fsdp', 'tensor')"
+    nnx_specs = multi["2x2x2"]["nnx_transformer"]["specs"]
+    assert nnx_specs["blocks/0/self_attention/query"] == "P('fsdp', 'tensor', None)"
+    assert nnx_specs["blocks/0/mlp_in/kernel"] == "P('fsdp', 'tensor')"
 
 
 @pytest.mark.slow
