@@ -62,11 +62,11 @@ def model_fingerprint(model: Any) -> str:
     if isinstance(model, nn.Module):
         digest.update(repr(model).encode())
     else:
-        for path, leaf in jax.tree_util.tree_leaves_with_path(nnx.state(model)):
+        _, _, values = nnx.split(model, nnx.RngState, ...)  # random streams are reseeded
+        for path, leaf in jax.tree_util.tree_leaves_with_path(values):
             value = np.asarray(leaf)
             digest.update(f"{jax.tree_util.keystr(path)}{value.dtype}{value.shape}".encode())
-            if value.dtype != object and not str(value.dtype).startswith("key"):
-                digest.update(np.ascontiguousarray(value).tobytes())
+            digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()[:16]
 
 

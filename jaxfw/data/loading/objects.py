@@ -208,6 +208,9 @@ def _table_bundle(data: Any, cfg: Any, options: DataOptions, seed: int) -> DataB
             "data.streaming=true streams Parquet files row group by row group; a table passed "
             "from Python is in memory already, so leave data.streaming=false."
         )
+    # The columns' values and types, not the schema's metadata (pandas stores its index
+    # there): a DataFrame and the pyarrow Table made from it are the same data.
+    table = table.replace_schema_metadata(None)
     sink = io.BytesIO()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
