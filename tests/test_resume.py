@@ -111,10 +111,27 @@ def chunked_reference(tmp_path_factory) -> Path:
     return _reference(tmp_path_factory, CHUNKED)
 
 
-@pytest.mark.parametrize("variant", ["single_steps", "chunked_prefetched"])
+# A Flax NNX model (BatchNorm-free MLP with dropout): its arrays live in the TrainState like
+# a Linen model's, its random streams are reseeded from the step key, so it resumes exactly.
+NNX = [*BASE, "model=nnx_mlp"]
+
+
+@pytest.fixture(scope="module")
+def nnx_reference(tmp_path_factory) -> Path:
+    return _reference(tmp_path_factory, NNX)
+
+
+VARIANTS = {
+    "single_steps": (BASE, "reference"),
+    "chunked_prefetched": (CHUNKED, "chunked_reference"),
+    "nnx_model": (NNX, "nnx_reference"),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
 def test_sigkill_at_an_arbitrary_step_then_same_command_resumes_exactly(variant, request, tmp_path):
-    args = BASE if variant == "single_steps" else CHUNKED
-    reference = request.getfixturevalue("reference" if args is BASE else "chunked_reference")
+    args, fixture = VARIANTS[variant]
+    reference = request.getfixturevalue(fixture)
     kill_at = random.Random().randint(60, 330)
     cwd = tmp_path / "work"
     cwd.mkdir()
