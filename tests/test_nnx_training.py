@@ -3,13 +3,18 @@ digits accuracy, the NNX transformer to the Linen one's language-model loss, exp
 platform-neutral attention, and jaxfw-generate's refusal (it needs Linen's KV cache).
 Exact resume after SIGKILL: tests/test_resume.py; DP/FSDP/TP: tests/test_sharding.py."""
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
+from test_nnx_models import _lm_from_linen  # Linen parameters into the NNX module
 
 import jaxfw
 from jaxfw.artifact import load as load_artifact
+from jaxfw.build import build_parts, resolve_config
 from jaxfw.errors import UserError
 from jaxfw.generate import load_language_model
+from jaxfw.models import NnxTransformer
 
 QUIET = ["trainer.progress=off"]
 # lm_tiny cut short for the suite: the same model, data and optimizer, fewer and shorter
@@ -48,6 +53,33 @@ def test_the_nnx_transformer_reaches_the_linen_loss_within_2_percent(lm_runs):
     print(f"eval/loss after {LM_SHORT[0]}: linen {linen:.4f}, nnx {nnx:.4f}")
     assert linen < 3.5  # both learned (uniform over bytes: ln 256 = 5.5)
     assert abs(nnx - linen) / linen < 0.02
+
+
+def test_from_the_linen_initial_values_the_nnx_transformer_trains_identically(lm_runs, tmp_path):
+    """What remains between the two losses above is the draw of initial values: given the
+    Linen run's own initial parameters, the NNX run follows its loss curve."""
+    cfg = jaxfw.compose("lm_tiny", ["model=transformer", *LM_SHORT, *QUIET])
+    linen = build_parts(resolve_config(cfg))
+    shape = linen.model.module
+    with nnx.use_eager_sharding(False):
+        model = NnxTransformer(
+            num_outputs=shape.num_outputs,
+            num_layers=shape.num_layers,
+            embed_dim=shape.embed_dim,
+            num_heads=shape.num_heads,
+            mlp_dim=shape.mlp_dim,
+            max_length=shape.max_length,
+            rngs=nnx.Rngs(0),
+        )
+    _lm_from_linen(model, jax.device_get(linen.init_state().params))
+    copied = jaxfw.train(cfg, tmp_path / "copied", model=model)
+
+    def losses(result):
+        return np.array([r["train/loss"] for r in result.history if "train/loss" in r])
+
+    reference = losses(lm_runs["transformer"])
+    assert len(reference) >= 4
+    np.testing.assert_allclose(losses(copied), reference, rtol=1e-4)
 
 
 def test_an_nnx_language_model_exports_for_several_platforms(lm_runs, tmp_path):
