@@ -16,7 +16,8 @@ import jax
 Variables = dict[str, Any]
 
 
-def _accepts_train(module: nn.Module) -> bool:
+def accepts_train(module: Any) -> bool:
+    """Whether the module's `__call__` takes a `train` keyword (or **kwargs)."""
     params = inspect.signature(type(module).__call__).parameters
     return "train" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
@@ -54,4 +55,4 @@ class ModelFns:
         return ModelFns(self.module.clone(**attributes))
 
     def _train_kwargs(self, train: bool) -> dict[str, bool]:
-        return {"train": train} if _accepts_train(self.module) else {}
+        return {"train": train} if accepts_train(self.module) else {}

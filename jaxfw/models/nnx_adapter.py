@@ -22,15 +22,16 @@ RNG counters. Logical axis names from `nnx.with_partitioning` (the Variable's
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from jaxfw.models.adapter import accepts_train
 
 Variables = dict[str, Any]
 Path = tuple[str, ...]
@@ -94,11 +95,6 @@ def _fresh_rngs(template: nnx.State, rng: jax.Array | None) -> nnx.State:
     return nnx.from_flat_state(flat)
 
 
-def _accepts_train(module: nnx.Module) -> bool:
-    params = inspect.signature(type(module).__call__).parameters
-    return "train" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
-
-
 def build_abstract(make: Callable[[nnx.Rngs], nnx.Module]) -> nnx.Module:
     """The module built with shapes only (no arrays computed), for its structure."""
     with nnx.use_eager_sharding(False):
@@ -124,13 +120,12 @@ class NnxModelFns:
     # Attributes set on every submodule that has them before a call (export sets
     # attention="xla"; see NnxModelFns.with_attributes).
     attributes: tuple[tuple[str, Any], ...] = ()
-    module_class: type = field(default=nnx.Module)
 
     @classmethod
     def from_factory(cls, make: Callable[[nnx.Rngs], nnx.Module]) -> NnxModelFns:
         module = build_abstract(make)
         graphdef, params, rngs, other = nnx.split(module, nnx.Param, nnx.RngState, ...)
-        return cls(make, graphdef, params, rngs, other, module_class=type(module))
+        return cls(make, graphdef, params, rngs, other)
 
     @classmethod
     def from_instance(cls, module: nnx.Module) -> NnxModelFns:
@@ -138,7 +133,7 @@ class NnxModelFns:
         initial = {PARAMS: _as_tree(params)}
         if nnx.to_flat_state(other):
             initial[STATE] = _as_tree(other)
-        return cls(None, graphdef, params, rngs, other, initial, module_class=type(module))
+        return cls(None, graphdef, params, rngs, other, initial)
 
     @property
     def module(self) -> nnx.Module:
@@ -146,8 +141,7 @@ class NnxModelFns:
         return nnx.merge(self.graphdef, self.params, self.rngs, self.other)
 
     def with_attributes(self, **attributes: Any) -> NnxModelFns:
-        from dataclasses import replace  # a rarely used alternative constructor
-
+        """The same model with attributes set on every submodule that has them."""
         return replace(self, attributes=tuple(sorted(attributes.items())))
 
     def init(self, rng: jax.Array, batch: dict[str, jax.Array]) -> Variables:
@@ -182,7 +176,7 @@ class NnxModelFns:
         if self.attributes:
             module.set_attributes(**dict(self.attributes), raise_if_not_found=False)
         module.train() if train else module.eval()
-        kwargs = {"train": train} if _accepts_train(module) else {}
+        kwargs = {"train": train} if accepts_train(module) else {}
         outputs = module(batch["inputs"], **kwargs)
         if not train or STATE not in variables:
             return outputs, {}
