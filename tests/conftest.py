@@ -23,6 +23,11 @@ import pyarrow.csv as pacsv
 import pytest
 import yaml
 
+# scikit-learn's array-API estimator check (tests/test_sklearn.py: enabling array API
+# dispatch must not change an estimator's results) runs only with SciPy's array API mode
+# on, which SciPy reads once at import: set here, before any test module imports SciPy.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 CONSOLE_SCRIPT = Path(sys.executable).parent / "jaxfw-train"
 RUN_TIMEOUT_S = 180
 ERROR_PREFIX = "jaxfw-train: error:"

@@ -113,14 +113,25 @@ def _inputs_and_preprocessing(parts: Parts, task: str) -> tuple[list, dict, dict
     return inputs, model_input, spec
 
 
-def _class_labels(parts: Parts, task: str) -> list:
+def _plain_label(label: Any) -> Any:
+    """A class label as JSON keeps it: numpy scalars as Python ones, others as text."""
+    label = label.item() if isinstance(label, np.generic) else label
+    return label if isinstance(label, (str, int, float, bool)) else str(label)
+
+
+def _class_labels(parts: Parts, task: str, given: Sequence[Any] | None = None) -> list:
     if task != "classification":
         return []
+    if given is not None:
+        if len(given) != parts.data.num_classes:
+            raise UserError(
+                f"class_labels has {len(given)} labels but the model predicts "
+                f"{parts.data.num_classes} classes."
+            )
+        return [_plain_label(c) for c in given]
     preprocessor = parts.data.preprocessor
     if preprocessor is not None and preprocessor.classes:
-        return [
-            c if isinstance(c, (str, int, float, bool)) else str(c) for c in preprocessor.classes
-        ]
+        return [_plain_label(c) for c in preprocessor.classes]
     return list(range(parts.data.num_classes))
 
 
@@ -162,10 +173,13 @@ def export_run(
     *,
     model: Any = None,
     data: Any = None,
+    class_labels: Sequence[Any] | None = None,
 ) -> Path:
     """Export checkpoint `checkpoint` (best, latest or a step) of the run in `run_dir` into
     `out` (default <run_dir>/export/<kind>-<step>); returns the artifact's path. A run
-    trained on objects (`jaxfw.train(cfg, model=..., data=...)`) needs them again."""
+    trained on objects (`jaxfw.train(cfg, model=..., data=...)`) needs them again.
+    `class_labels` names the classes 0..C-1 where the data did not (jaxfw.sklearn's
+    `classes_`); the artifact's `predicted_label` is then one of them."""
     run_dir = Path(run_dir)
     platforms = check_platforms(platforms)
     cfg, checkpointer, kind, step = open_run_checkpoint(
@@ -202,7 +216,7 @@ def export_run(
         "inputs": inputs,
         "model_input": model_input,
         "outputs": _outputs(task, parts.data.num_classes, max_length),
-        "class_labels": _class_labels(parts, task),
+        "class_labels": _class_labels(parts, task, class_labels),
         "input_kind": preprocessing["kind"],
     }
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")

@@ -22,7 +22,10 @@ class LogHook(Hook):
         self.seq_len = int(cfg.data.seq_len) if cfg.task.name == "lm" else None
         self.flops_per_step: float | None = None
         self.peak: float | None = None
-        self._measured = False
+        # MFU is for a reader of the console or the run files; with neither (a
+        # scikit-learn fit, a sweep inner loop) measuring the step's FLOPs would only add
+        # a trace and lowering of the train step to every run.
+        self._measured = not cfg.logger.enabled and cfg.trainer.progress == "off"
         self._last_time = 0.0
         self._last_step = 0
 
