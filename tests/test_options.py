@@ -51,7 +51,7 @@ def _options() -> list[tuple[str, str]]:
 def _context(group: str, option: str, files: dict[str, Path]) -> list[str]:
     """The other options that `group=option` needs to make sense."""
     if (group, option) in {("data", "text"), ("task", "lm")} or (
-        group == "model" and option.endswith("transformer")
+        group == "model" and "transformer" in option
     ):
         return LM
     if (group, option) == ("data", "npz"):

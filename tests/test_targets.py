@@ -3,12 +3,14 @@ only Flax module classes (and, nested, values from jax/flax/optax/jaxfw.models) 
 
 import sys
 
+import flax.linen as nn
+import jax
 import pytest
 from omegaconf import OmegaConf
 
 from jaxfw.build import build_model
 from jaxfw.errors import UserError
-from jaxfw.models import MLP
+from jaxfw.models import MLP, NnxModelFns
 from jaxfw.models.targets import check_model_targets
 
 MARKER_MODULE = '''
@@ -134,6 +136,9 @@ def test_code_inside_the_run_directory_is_not_imported(tmp_path, monkeypatch):
     assert not imported.exists()
 
 
-def test_an_nnx_model_is_refused_before_it_is_built():
-    with pytest.raises(UserError, match=r"'flax\.nnx\.Linear' is a flax\.nnx\.Module"):
-        build_model(OmegaConf.create({"_target_": "flax.nnx.Linear", "in_features": 2}), 2)
+def test_an_nnx_target_is_built_with_rngs_behind_the_nnx_adapter():
+    config = {"_target_": "flax.nnx.Linear", "in_features": 3, "out_features": 2}
+    model = build_model(OmegaConf.create(config), 2)
+    assert isinstance(model, NnxModelFns)
+    variables = model.init(jax.random.key(0), {})
+    assert nn.unbox(variables["params"])["kernel"].shape == (3, 2)
