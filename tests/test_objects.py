@@ -23,7 +23,12 @@ from jaxfw.errors import UserError
 from jaxfw.failures import RunInterrupted
 from jaxfw.models import NnxModelFns
 
-QUIET = ["trainer.progress=off", "trainer.eval_every=50", "checkpoint.every_steps=50"]
+QUIET = [
+    "trainer.progress=off",
+    "trainer.eval_every=50",
+    "checkpoint.every_steps=50",
+    "task.report_at_end=false",  # the report's plots cost seconds; one test keeps them
+]
 
 
 class LinenNet(nn.Module):
@@ -75,7 +80,8 @@ def test_arrays_split_exactly_as_the_same_data_from_the_config(digits):
 
 
 def test_a_linen_module_and_arrays_train_and_the_run_records_them(digits, tmp_path):
-    result = jaxfw.train(_cfg(300), tmp_path / "run", model=LinenNet(), data=digits)
+    cfg = _cfg(300, "task.report_at_end=true")
+    result = jaxfw.train(cfg, tmp_path / "run", model=LinenNet(), data=digits)
     assert result.metrics["test/accuracy"] > 0.9
     recorded = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert recorded["model"]["_object_"] == f"{__name__}.LinenNet"
