@@ -817,4 +817,7 @@ def test_streaming_never_holds_the_whole_table(tmp_path: Path) -> None:
     assert measured["rows"] > measured["train"]  # a full epoch and more went through
     # Loading the table in memory would add well over its own size (raw + encoded copy);
     # streaming adds row groups, val/test rows and one 8-byte hash per train row.
-    assert measured["total"] < 0.6 * table_bytes, measured
+    # Measured 31-41 MB for this 68 MB table (the peak RSS moves with the allocator's
+    # fragmentation: 0.6x once failed at 40.9 MB inside the full suite); the bound keeps a
+    # margin and still excludes holding the table, which alone is 1x.
+    assert measured["total"] < 0.9 * table_bytes, measured
