@@ -28,8 +28,12 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Chromium first: sudo apt-get install chromium" >&2; exit 1; fi; }
 
+# Two pytest workers (pytest-xdist), each test file on one worker so its module fixtures
+# are built once: the suite's subprocess start-ups and compiles overlap on 2 cores.
+JOBS ?= 2
+
 test: lint browser
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q -n $(JOBS) --dist loadfile $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs
