@@ -240,6 +240,10 @@ class LoggerConfig:
     enabled: bool = True  # write config.yaml, run.json and metrics into the run dir
     jsonl: bool = True  # metrics.jsonl, one JSON object per logged step
     tensorboard: bool = True  # TensorBoard event files under tb/
+    mlflow: bool = False  # also log params, metrics, tags and artifacts to MLflow (jaxfw[mlflow])
+    # MLflow tracking URI; null: file:<working directory>/mlruns (a local file store).
+    mlflow_uri: str | None = None
+    mlflow_experiment: str | None = None  # MLflow experiment; null: the run's name
 
 
 @dataclass

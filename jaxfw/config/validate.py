@@ -1,6 +1,7 @@
 """Checks on a composed config that the schema's types alone cannot express."""
 
 import dataclasses
+import importlib.util
 import math
 from collections.abc import Callable
 
@@ -109,6 +110,8 @@ def validate_config(cfg: DictConfig) -> None:
             f"trainer.batch_size={cfg.trainer.batch_size} must be divisible by "
             f"trainer.grad_accum={cfg.trainer.grad_accum} (equal microbatches)."
         )
+    if cfg.logger.mlflow and cfg.logger.enabled and importlib.util.find_spec("mlflow") is None:
+        raise UserError("logger.mlflow=true needs MLflow: pip install 'jaxfw[mlflow]'.")
     window = list(cfg.trainer.profile_steps)
     if window and not (len(window) == 2 and 1 <= window[0] <= window[1] <= cfg.trainer.steps):
         raise UserError(

@@ -19,6 +19,8 @@ import jax
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from jaxfw.observe.hparams import hparam_values, write_hparams
+from jaxfw.observe.mlflow_writer import MlflowWriter
 from jaxfw.observe.run_info import RUN_FILE, RunRecord
 from jaxfw.observe.writers import JsonlWriter, MultiWriter, TensorBoardWriter, truncate_jsonl
 
@@ -50,6 +52,8 @@ class RunOutputs:
         self.history: list[dict[str, Any]] = []
         self._record: RunRecord | None = None
         self._batch_log: JsonlWriter | None = None
+        self._hparams: tuple[TensorBoardWriter, dict[str, Any], float] | None = None
+        self._mlflow: MlflowWriter | None = None
         writers: list[Any] = []
         if self.enabled:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -67,6 +71,10 @@ class RunOutputs:
                     tb.mark_start(0)
                     tb.write_text("config", f"```\n{OmegaConf.to_yaml(cfg)}```", step=0)
                 writers.append(tb)
+                self._hparams = (tb, hparam_values(cfg), time.time())  # see hparams.py
+            if cfg.logger.get("mlflow", False):  # plus tags and a status: mlflow_writer.py
+                self._mlflow = MlflowWriter(run_dir, cfg, resume=resumed_step is not None)
+                writers.append(self._mlflow)
             if cfg.trainer.log_batch_checksums:
                 self._batch_log = JsonlWriter(run_dir / BATCH_LOG_FILE)
         self._writers = MultiWriter(writers)
@@ -88,6 +96,8 @@ class RunOutputs:
                 str(cfg.name),
                 extra={**process, **fields},
             )
+        if self._mlflow is not None:
+            self._mlflow.tag_run(self._record.data)
         return str(self._record.data["run_id"])
 
     def update(self, **fields: Any) -> None:
@@ -106,7 +116,13 @@ class RunOutputs:
         """Close the files and record the status; run.json is written even when closing
         a writer fails (e.g. its last flush on a full disk)."""
         try:
-            self._writers.close()
+            if self._hparams is not None:  # TensorBoard's HParams dashboard; never raises
+                write_hparams(self._hparams[0], self._hparams[1], status, self._hparams[2])
+            try:
+                if self._mlflow is not None:
+                    self._mlflow.finish(status)  # before close(): close() means "completed"
+            finally:
+                self._writers.close()
             if self._batch_log is not None:
                 self._batch_log.close()
         finally:

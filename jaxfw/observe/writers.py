@@ -291,6 +291,11 @@ class TensorBoardWriter(_ContextManager):
         self._check_open()
         self._output.emit_summary(text_pb(tag, text), step)
 
+    def write_summary(self, summary: summary_pb2.Summary, step: int = 0) -> None:
+        """Writes a ready-made Summary proto (e.g. the hparams plugin's, hparams.py)."""
+        self._check_open()
+        self._output.emit_summary(summary, step)
+
     def write_histogram(
         self, tag: str, values: Sequence[float] | Any, step: int, *, buckets: int = 30
     ) -> None:
