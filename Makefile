@@ -6,15 +6,33 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train test lint browser clean
+.PHONY: install lock train test lint browser clean
 
-$(STAMP): pyproject.toml
+# Every package at the version and hash requirements.lock.txt pins (Linux x86-64, Python
+# 3.11; `make lock` refreshes it), then jaxfw itself. LOCK= (empty) resolves the newest
+# versions pyproject.toml allows instead, for another platform or an environment of your own.
+LOCK ?= requirements.lock.txt
+
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+ifneq ($(LOCK),)
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+else
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+endif
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve every dependency (with the test tools) to the newest versions pyproject.toml
+# allows, pinned with their hashes, for the platform CI and the README's commands run on.
+lock: $(STAMP)
+	$(BIN)/python -m pip install --quiet "uv>=0.4"
+	$(BIN)/uv pip compile pyproject.toml --extra test --generate-hashes --quiet \
+	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --custom-compile-command "make lock" -o requirements.lock.txt
 
 train: $(STAMP)
 	$(BIN)/jaxfw-train $(ARGS)

@@ -23,6 +23,7 @@ from typing import Any
 
 from jaxfw.durable import fsync_dir
 from jaxfw.json_values import decode_value, to_jsonable
+from jaxfw.observe.lock import lock_status
 
 __all__ = ["RUN_FILE", "TRACKED_PACKAGES", "RunRecord", "collect_run_info", "git_info"]
 
@@ -63,6 +64,8 @@ def collect_run_info(code_dir: Path | None = None, *, devices: bool = True) -> d
     info: dict[str, Any] = {
         "git": git_info(code_dir),
         "packages": package_versions(),
+        # Whether these are exactly the versions requirements.lock.txt pins.
+        "lock": lock_status(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "hostname": socket.gethostname(),
