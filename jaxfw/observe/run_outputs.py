@@ -116,7 +116,9 @@ class RunOutputs:
         """Close the files and record the status; run.json is written even when closing
         a writer fails (e.g. its last flush on a full disk)."""
         try:
-            if self._hparams is not None:  # TensorBoard's HParams dashboard; never raises
+            # TensorBoard's HParams dashboard. Not for a failed run: its failure may be a
+            # full disk, where TensorBoard's writer thread would print a traceback.
+            if self._hparams is not None and status != "failed":
                 write_hparams(self._hparams[0], self._hparams[1], status, self._hparams[2])
             try:
                 if self._mlflow is not None:
