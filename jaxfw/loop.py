@@ -31,6 +31,7 @@ from jaxfw.hooks.profiling import ProfileHook
 from jaxfw.observe import Progress
 from jaxfw.observe.run_outputs import RunOutputs
 from jaxfw.state import TrainState
+from jaxfw.sweep.pruning import trial_hooks
 
 __all__ = ["MAX_CALLS_IN_FLIGHT", "BestTracker", "Loop", "LoopState", "NonFiniteError"]
 
@@ -63,7 +64,7 @@ def builtin_hooks(
     hooks.append(LogHook(cfg))
     if len(tc.profile_steps) == 2 and outputs.enabled:
         hooks.append(ProfileHook(list(tc.profile_steps), str(outputs.run_dir / "tb")))
-    hooks += [NanPolicy(tc.nan_policy, checkpointer), EvalHook(cfg), *user]
+    hooks += [NanPolicy(tc.nan_policy, checkpointer), EvalHook(cfg), *trial_hooks(cfg), *user]
     hooks.append(PreemptionHook(cfg, jax.process_count()))
     if checkpointer is not None:
         hooks.append(CheckpointHook(cfg, checkpointer, meta))

@@ -61,6 +61,11 @@ def _job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
         parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:
         raise translate_config_error(exc) from exc
+    if _override_value(overrides, "hydra/sweeper") == "optuna":
+        # Optuna's distributions: only for its sweeper (checked installed before).
+        from jaxfw.sweep.space import search_space
+
+        return search_space(parsed).check_jobs()
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
 
 
@@ -80,6 +85,9 @@ def _check_launcher(overrides: Sequence[str]) -> None:
                 raise UserError(
                     f"hydra/launcher={value} needs the {package} package: pip install {package}."
                 )
+        optuna = key.lstrip("+") == "hydra/sweeper" and value == "optuna"
+        if optuna and importlib.util.find_spec("optuna") is None:
+            raise UserError("hydra/sweeper=optuna needs Optuna: pip install 'jaxfw[optuna]'.")
 
 
 def check_overrides(argv: Sequence[str]) -> list[DictConfig]:
@@ -185,7 +193,9 @@ def _train_job(cfg: DictConfig) -> Any:
         _fail(exc)
 
 
-def _run_job(cfg: DictConfig) -> None:
+def _run_job(cfg: DictConfig) -> Any:
+    """A run; in a sweep, returns its best task.best_metric value (what the Optuna
+    sweeper optimises; None for a failed job)."""
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode.name != "MULTIRUN":
         _report(_train_job(cfg))
@@ -210,6 +220,7 @@ def _run_job(cfg: DictConfig) -> None:
         return
     _sweep_jobs.append({**job, "status": result.status, "metrics": result.metrics})
     _report(result)
+    return result.best.get("value")
 
 
 def _finish_sweep() -> None:

@@ -44,7 +44,12 @@ _METRICS_PER_BATCH = 1000
 _BAD_NAME_CHARS = re.compile(r"[^/\w.\- ]")
 
 # run.json's status -> MLflow's RunStatus; anything else ended normally.
-_STATUS = {"failed": "FAILED", "interrupted": "KILLED", "preempted": "KILLED"}
+_STATUS = {
+    "failed": "FAILED",
+    "interrupted": "KILLED",
+    "preempted": "KILLED",
+    "pruned": "KILLED",  # stopped early by an Optuna pruner (jaxfw/sweep/pruning.py)
+}
 
 
 def require_mlflow() -> Any:
