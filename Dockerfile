@@ -32,6 +32,7 @@ COPY pyproject.toml README.md ./
 COPY jaxfw/ jaxfw/
 COPY conf/ conf/
 COPY recipes/ recipes/
+COPY hydra_plugins/ hydra_plugins/
 RUN pip install ".[serve]"
 
 # ---- runtime ----------------------------------------------------------------------------
