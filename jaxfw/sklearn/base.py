@@ -250,11 +250,12 @@ class JaxfwEstimator(BaseEstimator):
         model = self._model_object()
         run_dir = getattr(self, "run_dir_", None)
         labels = getattr(self, "classes_", None)  # the classifier's labels, of any type
-        if run_dir is not None:
+
+        def export_from(run: Path) -> Path:
             # "latest": the final step's checkpoint, the parameters predict() uses
             # ("best" is chosen on eval/* numbers, here training-set numbers).
             return export_run(
-                run_dir,
+                run,
                 "latest",
                 out=path,
                 platforms=platforms,
@@ -262,6 +263,9 @@ class JaxfwEstimator(BaseEstimator):
                 data=self._data,
                 class_labels=labels,
             )
+
+        if run_dir is not None:
+            return export_from(run_dir)
         cfg = copy.deepcopy(self._composed)
         cfg.logger.enabled = True
         cfg.checkpoint.enabled = True
@@ -278,15 +282,7 @@ class JaxfwEstimator(BaseEstimator):
                     "Repeating the fit for export gave different parameters (non-deterministic "
                     "kernels on this machine?); fit with run_dir=... set and export from it."
                 )
-            return export_run(
-                run,
-                "latest",
-                out=path,
-                platforms=platforms,
-                model=model,
-                data=self._data,
-                class_labels=labels,
-            )
+            return export_from(run)
 
     # ------------------------------------------------------------- pickling
     def __getstate__(self) -> dict[str, Any]:
