@@ -9,7 +9,7 @@ the loop would have trained on.
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,10 +18,50 @@ import numpy as np
 HostBatch = dict[str, np.ndarray]
 
 
+class HostBatches(Sequence[HostBatch]):
+    """A call's host batches as the call takes them: one batch, or K stacked
+    (`{key: [K, ...]}`), shown one by one (`hosts[i]`: views, made only when a hook asks
+    for them). Setting `hosts[i]` replaces that batch (a fault drill's NaN batch)."""
+
+    def __init__(self, stacked: HostBatch | None = None, single: HostBatch | None = None) -> None:
+        self.stacked = stacked  # K > 1 batches
+        self.single = single  # or the one batch of a single-step call
+        self._count = 1 if single is not None else len(next(iter(stacked.values())))  # type: ignore[union-attr]
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> HostBatch:  # type: ignore[override]
+        if not -self._count <= index < self._count:
+            raise IndexError(index)
+        if self.single is not None:
+            return self.single
+        return {key: values[index] for key, values in self.stacked.items()}  # type: ignore[union-attr]
+
+    def __setitem__(self, index: int, batch: HostBatch) -> None:
+        self[index]  # the same IndexError as reading
+        if self.single is not None:
+            self.single = dict(batch)
+            return
+        self.stacked = {key: values.copy() for key, values in self.stacked.items()}  # type: ignore[union-attr]
+        for key, values in self.stacked.items():
+            values[index] = batch[key]
+
+
+def _stack(source: Any, count: int) -> HostBatch:
+    """The source's next `count` batches stacked: in one gather where the source can
+    (`take`, in-memory splits), else batch by batch (a streaming source)."""
+    take = getattr(source, "take", None)
+    if take is not None:
+        return take(count)
+    hosts = [next(source) for _ in range(count)]
+    return {key: np.stack([h[key] for h in hosts]) for key in hosts[0]}
+
+
 @dataclass
 class _Chunk:
     position: Any  # the source's state before the chunk's first batch
-    hosts: list[HostBatch]
+    hosts: HostBatches
     placed: Any  # what the compiled step takes
 
 
@@ -41,7 +81,7 @@ class StepFeed:
         self._ahead: _Chunk | None = None
         self.read_seconds = 0.0  # host time spent reading batches; the loop resets it
 
-    def take(self, count: int, next_count: int = 0) -> tuple[list[HostBatch], Any]:
+    def take(self, count: int, next_count: int = 0) -> tuple[HostBatches, Any]:
         """The next `count` batches: (host batches, the step's input). With prefetching,
         the following `next_count` batches are read and placed before returning, so their
         transfer overlaps the step that is about to be dispatched."""
@@ -56,19 +96,22 @@ class StepFeed:
             self._ahead = self._read(next_count)
         return chunk.hosts, chunk.placed
 
-    def place(self, hosts: list[HostBatch]) -> Any:
+    def place(self, hosts: HostBatches) -> Any:
         """The step's input for these host batches (after a change to one of them)."""
-        if len(hosts) == 1:
-            return self._place(hosts[0], stacked=False)
-        stacked = {key: np.stack([h[key] for h in hosts]) for key in hosts[0]}
-        return self._place(stacked, stacked=True)
+        if hosts.single is not None:
+            return self._place(hosts.single, stacked=False)
+        return self._place(hosts.stacked, stacked=True)
 
     def _read(self, count: int) -> _Chunk:
         position = self._source.get_state() if self._prefetch else None
         start = time.perf_counter()
-        hosts = [next(self._source) for _ in range(count)]
+        if count == 1:  # the single-step call takes the batch unstacked
+            batch = next(self._source)
+            self.read_seconds += time.perf_counter() - start
+            return _Chunk(position, HostBatches(single=batch), self._place(batch, stacked=False))
+        hosts = HostBatches(stacked=_stack(self._source, count))
         self.read_seconds += time.perf_counter() - start
-        return _Chunk(position, hosts, self.place(hosts))
+        return _Chunk(position, hosts, self._place(hosts.stacked, stacked=True))
 
     # Grain's checkpoint handler stores a non-Grain iterator's state as the text of the
     # bytes it returns: the same JSON document the Grain iterator itself would write.

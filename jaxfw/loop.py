@@ -4,9 +4,11 @@ fault drills and the user's own.
 
 Between two hook steps the loop only dispatches compiled calls (no host sync), with at
 most MAX_CALLS_IN_FLIGHT of them unfinished; one compiled call runs
-trainer.steps_per_execution steps where no hook's step falls inside it.
+trainer.steps_per_execution steps where no hook's step falls inside it (auto: chosen
+from the first calls' timings, jaxfw/steps_per_call.py).
 """
 
+import logging
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jax
+import numpy as np
 from omegaconf import DictConfig
 
 from jaxfw.build import Parts
@@ -31,7 +34,10 @@ from jaxfw.hooks.profiling import ProfileHook
 from jaxfw.observe import Progress
 from jaxfw.observe.run_outputs import RunOutputs
 from jaxfw.state import TrainState
+from jaxfw.steps_per_call import Choice, StepsPerCallTuner
 from jaxfw.sweep.pruning import trial_hooks
+
+log = logging.getLogger("jaxfw")
 
 __all__ = ["MAX_CALLS_IN_FLIGHT", "BestTracker", "Loop", "LoopState", "NonFiniteError"]
 
@@ -88,10 +94,13 @@ class Loop:
 
     def __post_init__(self) -> None:
         self.current_step: int | None = None  # the last step dispatched (for Ctrl-C)
-        self._steps_per_call = int(self.cfg.trainer.steps_per_execution)
         self.schedule = Hooks(
             builtin_hooks(self.cfg, self.outputs, self.checkpointer, self.meta, self.hooks)
         )
+        setting = str(self.cfg.trainer.steps_per_execution)
+        self._auto = setting == "auto"
+        self._steps_per_call = 1 if self._auto else int(setting)
+        self.steps_per_call_choice: Choice | None = None
 
     def run(self, state: TrainState, start_step: int) -> tuple[TrainState, str]:
         """Train from `start_step` to trainer.steps; returns the state and the status
@@ -118,12 +127,18 @@ class Loop:
         train_many = self.parts.steps.train_many_packed
         call_length = self._call_length
         compiled = False
+        # auto: the calls after the compiling one are timed (each waited for) until the
+        # tuner has chosen the number of steps per call.
+        tuner = self._tuner() if self._auto else None
+        timed_from = 0.0
         status = "completed"
         start = time.perf_counter()
         try:
             hooks.start(ctx, start_step)
             step, length = start_step, call_length(start_step)
             while step < last:
+                if tuner is not None:
+                    timed_from = time.perf_counter()
                 # One compiled call trains steps first..step (one step unless
                 # trainer.steps_per_execution > 1); the next call's length is known now,
                 # for the feed to prefetch it.
@@ -148,26 +163,75 @@ class Loop:
                     self.outputs.update(time_to_first_step_s=self.timings["time_to_first_step_s"])
                     ctx.step, ctx.state = step, state
                     hooks.emit("compiled", ctx)
+                    timed_from = 0.0  # the compiling call is not one of the timed ones
                 progress.update(step)
                 self.current_step = step
                 if step >= hooks.next_due and hooks.after_call(ctx, step, state):
                     hooks.emit("stop", ctx)  # a hook ended the run (e.g. SIGTERM)
                     status = ctx.status
                     break
+                timed = tuner is not None and timed_from > 0
+                if timed and self._timed_call(tuner, timed_from, metrics, hosts):  # type: ignore[arg-type]
+                    tuner = None
+                    if step < last:
+                        length = call_length(step)
             else:
                 self.timings["train_time_s"] = time.perf_counter() - start
+            if tuner is not None:  # too few steps to time: every call was one step
+                self.outputs.update(
+                    steps_per_execution={"mode": "auto", "steps_per_call": 1, "reason": "short run"}
+                )
             hooks.emit("end", ctx)
         finally:
             hooks.close()
         return state, status
+
+    def _tuner(self) -> StepsPerCallTuner:
+        """For auto: call lengths that end at every periodic hook's steps (log,
+        evaluation, checkpoint, a user hook's `every`)."""
+        intervals = [h.every for h in self.schedule.hooks if h.boundary and h.every > 0]
+        return StepsPerCallTuner(intervals)
+
+    def _timed_call(
+        self, tuner: StepsPerCallTuner, started: float, metrics: jax.Array, hosts: Any
+    ) -> bool:
+        """Wait for this single-step call and record its host work and wall time; once
+        the tuner chooses, adopt its choice (True)."""
+        host = time.perf_counter() - started
+        jax.block_until_ready(metrics)
+        total = time.perf_counter() - started
+        batch_bytes = sum(x.nbytes for x in hosts[0].values())
+        choice = tuner.record(host, total, batch_bytes)
+        if choice is None:
+            return False
+        steps = choice.steps_per_call
+        if jax.process_count() > 1:
+            # Every process must run the same programs: process 0's choice holds.
+            from jax.experimental import multihost_utils
+
+            steps = int(multihost_utils.broadcast_one_to_all(np.int32(steps)))
+        self._steps_per_call = steps
+        self.steps_per_call_choice = choice
+        record = {**choice.as_dict(), "steps_per_call": steps}
+        self.outputs.update(steps_per_execution=record)
+        log.info(
+            "steps_per_execution=auto: %d steps per call (host %.0f us per call, device "
+            "%.0f us per step: %s)",
+            steps,
+            choice.host_us_per_call,
+            choice.device_us_per_step,
+            choice.reason,
+        )
+        return True
 
     def _call_length(self, step: int) -> int:
         """How many steps the compiled call after `step` trains: steps_per_execution when
         no hook's boundary (log, evaluation, checkpoint, profile, a user hook's steps) or
         the last step falls inside it, else 1: the hooks act between calls only, and
         single steps up to a boundary that is not a multiple of K keep the run to two
-        compiled programs."""
+        compiled programs. Under auto, K divides every periodic boundary, and single
+        steps first reach a multiple of K (once, after the timed calls)."""
         k = self._steps_per_call
-        if k == 1:
+        if k == 1 or (self._auto and step % k):
             return 1
         return k if self.schedule.next_boundary(step) - step >= k else 1

@@ -94,3 +94,39 @@ def test_indexed_batches_equal_the_grain_iterator_and_share_its_state():
     indexed_restored.set_state(plain.get_state())
     expected = _rows(next(plain))
     assert _rows(next(grain_restored)) == _rows(next(indexed_restored)) == expected
+
+
+@pytest.mark.parametrize(("process_index", "process_count"), [(0, 1), (1, 2)])
+def test_k_batches_in_one_gather_equal_k_batches_read_one_by_one(process_index, process_count):
+    """`take(K)` gathers K batches at once (what a K-step call reads): the same rows in the
+    same order as K `next()` calls, across epoch ends (12 batches per epoch, chunks of 5
+    and of 30), for each process's share of the batch, and the same position after."""
+    share = {"process_index": process_index, "process_count": process_count}
+    chunked = train_batches(_split(), 8, seed=0, **share)
+    single = train_batches(_split(), 8, seed=0, **share)
+    for count in (5, 5, 30, 1, 7):
+        stacked = chunked.take(count)
+        assert stacked["inputs"].shape == (count, 8 // process_count, 1)
+        assert stacked["targets"].shape == (count, 8 // process_count)
+        for row_inputs, row_targets in zip(stacked["inputs"], stacked["targets"], strict=True):
+            expected = next(single)
+            np.testing.assert_array_equal(row_inputs, expected["inputs"])
+            np.testing.assert_array_equal(row_targets, expected["targets"])
+        assert chunked.get_state() == single.get_state()
+
+
+def test_a_hook_replacing_one_batch_of_a_chunk_changes_only_that_batch():
+    """The fault drill writes a NaN batch into a call's host batches, then re-places them."""
+    feed = StepFeed(train_batches(_split(), 8, seed=0), lambda b, stacked: b, prefetch=False)
+    hosts, placed = feed.take(3)
+    before = np.array(placed["inputs"])
+    hosts[1] = {**hosts[1], "inputs": np.full_like(hosts[1]["inputs"], np.nan)}
+    replaced = feed.place(hosts)["inputs"]
+    assert np.isnan(replaced[1]).all()
+    np.testing.assert_array_equal(replaced[[0, 2]], before[[0, 2]])
+    np.testing.assert_array_equal(placed["inputs"], before)  # the first placement is kept
+    with pytest.raises(IndexError):
+        hosts[3]
+    one, _ = feed.take(1)
+    one[0] = {**one[0], "inputs": np.zeros_like(one[0]["inputs"])}
+    assert not feed.place(one)["inputs"].any()

@@ -109,10 +109,11 @@ class TrainerConfig:
     compile_cache: str = "auto"
     grad_accum: int = 1  # microbatches per optimizer step (gradients averaged in the step)
     # Optimizer steps per compiled call (lax.scan over K stacked batches): removes the
-    # host's per-step dispatch cost for small models. Logging, evaluation and checkpoints
-    # happen between calls; steps before a boundary that a K-step call would cross run one
-    # at a time, so log_every, eval_every and checkpoint.every_steps should be multiples of K.
-    steps_per_execution: int = 1
+    # host's per-call work for small models. auto: chosen from the first calls' timings
+    # (a divisor of log_every, eval_every and checkpoint.every_steps, 1 to 64; recorded in
+    # run.json); an integer K: that many, with steps before a boundary that a K-step call
+    # would cross run one at a time (keep log_every, eval_every, every_steps multiples of K).
+    steps_per_execution: str = "auto"
     # Place the next call's batches on the devices while the current call runs.
     prefetch: Prefetch = Prefetch.auto
     # [first, last] steps to trace with jax.profiler into the run's tb/ (profile plugin).

@@ -54,7 +54,6 @@ _RANGES: list[tuple[str, Callable[[float], bool], str, bool]] = [
     ("trainer.eval_every", lambda v: v >= 0, "0 (evaluate only at the end) or more", False),
     ("trainer.log_every", lambda v: v >= 1, "at least 1", False),
     ("trainer.grad_accum", lambda v: v >= 1, "at least 1", False),
-    ("trainer.steps_per_execution", lambda v: v >= 1, "at least 1", False),
     ("trainer.peak_flops", _finite(lambda v: v > 0), "a finite number greater than 0", True),
     ("optimizer.lr", _finite(lambda v: v > 0), "a finite number greater than 0", False),
     ("optimizer.momentum", lambda v: 0 <= v < 1, "in [0, 1)", False),
@@ -99,6 +98,15 @@ def _check_name(name: object) -> None:
         )
 
 
+def _check_steps_per_execution(value: object) -> None:
+    text = str(value)
+    if text != "auto" and not (text.isdigit() and int(text) >= 1):
+        raise UserError(
+            f"Invalid value {value!r} for 'trainer.steps_per_execution': must be auto or an "
+            "integer of at least 1."
+        )
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise UserError naming the first bad value in a composed config."""
     _check_no_extra_keys(cfg, Config, "")
@@ -112,6 +120,7 @@ def validate_config(cfg: DictConfig) -> None:
         )
     if cfg.logger.mlflow and cfg.logger.enabled and importlib.util.find_spec("mlflow") is None:
         raise UserError("logger.mlflow=true needs MLflow: pip install 'jaxfw[mlflow]'.")
+    _check_steps_per_execution(cfg.trainer.steps_per_execution)
     window = list(cfg.trainer.profile_steps)
     if window and not (len(window) == 2 and 1 <= window[0] <= window[1] <= cfg.trainer.steps):
         raise UserError(

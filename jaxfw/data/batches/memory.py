@@ -40,6 +40,15 @@ class EpochOrder:
         return cached[1]
 
 
+def _gather(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """values[rows]: `take(axis=0)` on a contiguous array (about half the time of fancy
+    indexing), fancy indexing on a strided view such as a text's overlapping windows
+    (where `take` first copies the whole view: ~800 us instead of ~2 us for 16 windows)."""
+    if values.flags.c_contiguous:
+        return values.take(rows, axis=0)
+    return values[rows]
+
+
 class _EpochBatchGather:
     """Global batch index -> batch, shuffling each epoch with its own seeded permutation.
 
@@ -60,10 +69,26 @@ class _EpochBatchGather:
         epoch = index // self.batches_per_epoch
         start = position * self._batch_size
         rows = self._permutation(epoch)[start : start + self._batch_size][self._rows]
-        # take(axis=0): the same rows as inputs[rows], in about half the time.
+        return {"inputs": _gather(self._inputs, rows), "targets": _gather(self._targets, rows)}
+
+    def stacked(self, index: int, count: int) -> dict[str, np.ndarray]:
+        """Batches index .. index + count - 1 stacked on a leading axis: the same rows as
+        `count` calls, gathered with one fancy index (a call of K steps reads K batches,
+        and K separate gathers plus a stack cost more than a small model's K steps)."""
+        size, per_epoch = self._batch_size, self.batches_per_epoch
+        parts, end = [], index + count
+        while index < end:  # a chunk spans at most a few epochs
+            epoch, position = divmod(index, per_epoch)
+            take = min(end - index, per_epoch - position)
+            order = self._permutation(epoch)[position * size : (position + take) * size]
+            parts.append(order.reshape(take, size)[:, self._rows])
+            index += take
+        rows = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        shape = rows.shape
+        rows = rows.reshape(-1)
         return {
-            "inputs": self._inputs.take(rows, axis=0),
-            "targets": self._targets.take(rows, axis=0),
+            key: _gather(values, rows).reshape(*shape, *values.shape[1:])
+            for key, values in (("inputs", self._inputs), ("targets", self._targets))
         }
 
 
@@ -151,6 +176,12 @@ class IndexedBatches:
         index = self._next
         self._next += 1
         return self._gather(index, index % self._per_epoch)
+
+    def take(self, count: int) -> dict[str, np.ndarray]:
+        """The next `count` batches stacked on a leading axis (see `stacked`)."""
+        index = self._next
+        self._next += count
+        return self._gather.stacked(index, count)
 
     def get_state(self) -> dict[str, int]:
         return {"next_index": self._next}
