@@ -130,6 +130,10 @@ class Loop:
         # auto: the calls after the compiling one are timed (each waited for) until the
         # tuner has chosen the number of steps per call.
         tuner = self._tuner() if self._auto else None
+        if not self._auto:
+            self.outputs.update(
+                steps_per_execution={"mode": "fixed", "steps_per_call": self._steps_per_call}
+            )
         timed_from = 0.0
         status = "completed"
         start = time.perf_counter()
@@ -215,7 +219,7 @@ class Loop:
         record = {**choice.as_dict(), "steps_per_call": steps}
         self.outputs.update(steps_per_execution=record)
         log.info(
-            "steps_per_execution=auto: %d steps per call (host %.0f us per call, device "
+            "steps_per_execution=auto chose %d (host work %.0f us per call, device "
             "%.0f us per step: %s)",
             steps,
             choice.host_us_per_call,
