@@ -10,6 +10,7 @@ import pytest
 
 import jaxfw
 from jaxfw import steps_per_call
+from jaxfw.build import resolve_config
 from jaxfw.errors import UserError
 from jaxfw.steps_per_call import candidate_lengths, choose_steps_per_call
 from tests.test_hooks import Calls
@@ -109,4 +110,4 @@ def test_auto_keeps_single_steps_when_the_host_is_hidden(tmp_path, monkeypatch):
 @pytest.mark.parametrize("value", ["0", "-2", "fast", "2.5"])
 def test_a_bad_steps_per_execution_is_one_sentence(value):
     with pytest.raises(UserError, match="must be auto or an integer of at least 1"):
-        jaxfw.compose("digits_mlp", [f"trainer.steps_per_execution={value}"])
+        resolve_config(jaxfw.compose("digits_mlp", [f"trainer.steps_per_execution={value}"]))
