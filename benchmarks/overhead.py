@@ -57,13 +57,17 @@ Reported per model: samples/s (and tokens/s for the LM) of both (medians over ru
 `ratio_to_hand` (median over rounds, with its range), and for `jaxfw_steps_per_execution_16`
 `ratio_to_hand_scan_16` (median of the rounds' ratios to `hand_scan_16`, with its range).
 
-`breakdown` (digits_mlp; `--breakdown-steps`, 0: off) times the pieces of a step apart, on
-jaxfw's own `build_parts`: the trainer's compiled step and the hand-written one on the same
-device batch, on a numpy batch (what the loop passes on CPU) and after `Parts.put` (the
-prefetch path) (wall and main-thread CPU time per step, interleaved, medians of 5), and per
-call: `Parts.put`, a `train_batches` `next()` against a numpy gather, and fetching a log interval's
-metrics as unpacked dicts (`jax.device_get` of `log_every` steps' metric dicts: what the
-loop did before it packed each call's metrics into one vector).
+`breakdown` (digits_mlp and host_bound_mlp; `--breakdown-steps`, 0: off) times the pieces
+of a step apart, on jaxfw's own `build_parts`: the trainer's compiled step and the
+hand-written one on the same device batch, on a numpy batch (what the loop passes on CPU)
+and after `Parts.put` (the prefetch path) (wall and main-thread CPU time per step,
+interleaved, medians of 5), and per call: `Parts.put`, a `train_batches` `next()` against a
+numpy gather, and fetching a log interval's metrics as unpacked dicts (`jax.device_get` of
+`log_every` steps' metric dicts: what the loop did before it packed each call's metrics
+into one vector). `breakdown.steps_per_call_16` does the same for 16 steps per call: both
+compiled scans alone on the same stacked batches, and the host's work to build one call's
+16 batches (jaxfw's single gather, the hand loop's 16 gathers and a stack, and 16 `next()`
+calls and a stack, the way jaxfw read them before).
 
     .venv/bin/python benchmarks/overhead.py               # ~7 min on a 2-core CPU
     .venv/bin/python benchmarks/overhead.py --lm-pairs 0 --breakdown-steps 0  # ~4 min
@@ -288,7 +292,7 @@ def main() -> None:
         # what jaxfw's loop adds per step (`overhead_us_per_step`).
         ("host_bound_mlp", "digits_mlp", [
             f"trainer.steps={args.host_steps}", "trainer.batch_size=8", "model.hidden=[8]",
-        ], args.host_pairs, 0, spe),
+        ], args.host_pairs, args.breakdown_steps, spe),
         ("lm_tiny", "lm_tiny", [
             f"trainer.steps={args.lm_steps}",
             f"trainer.log_every={args.lm_log_every}",

@@ -97,6 +97,7 @@ def breakdown(plain: Any, steps: int, repeats: int) -> dict[str, Any]:
         return round(_per_call_us(fn, calls), 1)
 
     return {
+        "steps_per_call_16": _k_steps(plain, parts, steps, repeats),
         "what": "microseconds per step (medians); cpu = main Python thread's CPU time",
         "steps_per_timing": steps,
         "wall_us_per_step": {k: round(statistics.median(v), 1) for k, v in wall.items()},
@@ -108,4 +109,59 @@ def breakdown(plain: Any, steps: int, repeats: int) -> dict[str, Any]:
         # The loop's drain at a log point: every pending step's metrics to the host.
         "device_get_metrics_of_log_interval_us": us(lambda: jax.device_get(pending), 5),
         "device_get_metrics_log_interval_steps": log_every,
+    }
+
+
+def _k_steps(plain: Any, parts: Any, steps: int, repeats: int, k: int = 16) -> dict[str, Any]:
+    """K=16 steps per call, piece by piece: the compiled scans alone (jaxfw's
+    `train_many_packed` and the hand-written `lax.scan`, on the same stacked numpy
+    batches) and the host's work to build one call's batches (jaxfw's one gather, the
+    hand loop's K gathers and a stack, and K `next()` calls and a stack, as jaxfw read
+    them before it gathered K at once)."""
+    batches = parts.train_batches(plain)
+    chunk = batches.take(k)
+    state = [parts.init_state()]
+    scan_fn, hand_state = hand_step(
+        plain, chunk["inputs"][0], parts.data.num_classes, plain.task.name, steps_per_call=k
+    )
+    hand = [hand_state]
+
+    def jaxfw_scan() -> Any:
+        state[0], metrics = parts.steps.train_many_packed(state[0], chunk)
+        return metrics
+
+    def hand_scan() -> Any:
+        hand[0], loss = scan_fn(hand[0], chunk["inputs"], chunk["targets"])
+        return loss
+
+    calls = max(steps // k, 10)
+    variants = {"hand_scan": hand_scan, "jaxfw_scan": jaxfw_scan}
+    for fn in variants.values():
+        _steps_us(fn, 3)
+    wall: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            wall[name].append(_steps_us(fn, calls)[0] / k)
+    size = len(chunk["targets"][0])
+    inputs, targets = parts.data.train.inputs, parts.data.train.targets
+    order = np.random.default_rng(0).permutation(len(parts.data.train))
+
+    def hand_gathers() -> Any:
+        rows = [order[i * size : (i + 1) * size] for i in range(k)]
+        return np.stack([inputs[r] for r in rows]), np.stack([targets[r] for r in rows])
+
+    def next_and_stack() -> Any:
+        hosts = [next(batches) for _ in range(k)]
+        return {key: np.stack([h[key] for h in hosts]) for key in hosts[0]}
+
+    return {
+        "steps_per_call": k,
+        "compiled_scan_wall_us_per_step": {
+            name: round(statistics.median(v), 2) for name, v in wall.items()
+        },
+        "host_batches_us_per_call": {
+            "jaxfw_take_one_gather": round(_per_call_us(lambda: batches.take(k), 300), 1),
+            "hand_k_gathers_and_stack": round(_per_call_us(hand_gathers, 300), 1),
+            "k_next_and_stack": round(_per_call_us(next_and_stack, 300), 1),
+        },
     }
