@@ -6,15 +6,24 @@ gives none, from the usual estimate: 6 FLOPs per parameter per example (or token
 the forward and backward passes, plus 12·L·d·S per token for a transformer's attention
 (PaLM, appendix B). The peak comes from
 `trainer.peak_flops`, a table of known accelerators (dense bf16, per chip), or on a
-CPU from a one-time measured float32 matmul (what this machine actually sustains).
+CPU from a float32 matmul measured once per machine (what it actually sustains).
 """
 
+import contextlib
+import json
+import os
+import platform
 import time
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+
+from jaxfw.compile_cache import default_cache_dir
+
+CPU_PEAK_FILE = "cpu_peak.json"
 
 # Dense peak FLOP/s per device (bf16, from the vendors' data sheets).
 PEAK_FLOPS = {
@@ -57,9 +66,40 @@ def estimated_step_flops(
     return float(tokens * (6 * parameters + attention))
 
 
+def _cpu_key() -> str:
+    """This CPU model, its usable cores and the jax version: what the measurement holds for."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}|{len(os.sched_getaffinity(0))}|jax {jax.__version__}"
+
+
 @cache
-def measured_cpu_peak(size: int = 1024, repeats: int = 5) -> float:
-    """FLOP/s of a float32 matmul on this CPU (best of a few), measured once per process."""
+def measured_cpu_peak() -> float:
+    """FLOP/s of a float32 matmul on this CPU, measured once per machine: kept in
+    ~/.cache/jaxfw/cpu_peak.json (under $XDG_CACHE_HOME if set) by CPU model, core count
+    and jax version, since measuring costs every run ~0.3 s of start-up."""
+    path = default_cache_dir().parent / CPU_PEAK_FILE
+    key = _cpu_key()
+    known: dict[str, float] = {}
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        known = dict(json.loads(path.read_text()))
+        if isinstance(known.get(key), float):
+            return known[key]
+    peak = _measure_matmul_flops()
+    with contextlib.suppress(OSError):  # a read-only home: measure again next time
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({**known, key: peak}, indent=1))
+        temporary.replace(path)  # atomic: a concurrent run reads the old or the new file
+    return peak
+
+
+def _measure_matmul_flops(size: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of a float32 matmul on this CPU, the best of a few."""
     matmul = jax.jit(lambda a, b: a @ b)
     a = jnp.ones((size, size), jnp.float32)
     matmul(a, a).block_until_ready()

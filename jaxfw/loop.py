@@ -127,6 +127,8 @@ class Loop:
         train_many = self.parts.steps.train_many_packed
         call_length = self._call_length
         compiled = False
+        many_compiled = False  # a first call of several steps compiles its own program
+        call_started = 0.0
         # auto: the calls after the compiling one are timed (each waited for) until the
         # tuner has chosen the number of steps per call.
         tuner = self._tuner() if self._auto else None
@@ -151,6 +153,8 @@ class Loop:
                 hosts, batch = feed.take(step - first + 1, length)
                 if step >= hooks.next_before:
                     batch = hooks.before_call(ctx, first, step, state, hosts, batch)
+                if not many_compiled:
+                    call_started = time.perf_counter()
                 # Dispatch is asynchronous: the next batch is read while the device computes.
                 state, metrics = (train_one if first == step else train_many)(state, batch)
                 pending.append((first, metrics))
@@ -168,6 +172,14 @@ class Loop:
                     ctx.step, ctx.state = step, state
                     hooks.emit("compiled", ctx)
                     timed_from = 0.0  # the compiling call is not one of the timed ones
+                    many_compiled = first != step
+                    self.timings["compile_s"] = self.timings["time_to_first_step_s"]
+                elif not many_compiled and first != step:
+                    # The first call of several steps compiles its program (or reads it from
+                    # the cache): its time is compilation's, not training's, in run.json.
+                    jax.block_until_ready(metrics)
+                    many_compiled = True
+                    self.timings["compile_s"] += time.perf_counter() - call_started
                 progress.update(step)
                 self.current_step = step
                 if step >= hooks.next_due and hooks.after_call(ctx, step, state):

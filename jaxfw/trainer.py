@@ -34,7 +34,7 @@ from jaxfw.feed import StepFeed
 from jaxfw.hooks import Hook
 from jaxfw.loop import BestTracker, Loop, LoopState
 from jaxfw.objects import Objects, take_objects
-from jaxfw.observe import RUN_FILE, make_progress
+from jaxfw.observe import RUN_FILE, make_progress, timing
 from jaxfw.observe.run_outputs import RunOutputs
 from jaxfw.resume import config_identity, find_unfinished_run, resume_source
 from jaxfw.run_guard import (
@@ -192,39 +192,48 @@ def train(
     RunInterrupted (a KeyboardInterrupt) on Ctrl-C; run.json records each.
     """
     t0 = time.perf_counter()
-    resolved = resolve_config(cfg)
-    objects = take_objects(resolved, model, data)  # before the run dir: it names them
-    # Before any JAX computation: a multi-process job connects its processes here.
-    xla_flags.configure()  # in effect only if no JAX computation ran yet in this process
-    initialize(distributed_settings(resolved.distributed, os.environ))
-    run_path = choose_run_dir(cfg, resolved, run_dir)
-    cfg = resolved
-    cfg.run_dir = str(run_path)
-    # One writer per run dir: process 0 of the job, and only if it writes anything.
-    lock = None
-    if cfg.logger.enabled and jax.process_index() == 0:
-        check_run_dir(run_path)
-        check_writable(run_path)
-        lock = RunLock(run_path).acquire()
+    clock = timing.RunClock(*timing.take_startup(t0))
+    with clock.phase("config"):
+        resolved = resolve_config(cfg)
+        objects = take_objects(resolved, model, data)  # before the run dir: it names them
+        # Before any JAX computation: a multi-process job connects its processes here.
+        xla_flags.configure()  # in effect only if no JAX computation ran yet in this process
+        initialize(distributed_settings(resolved.distributed, os.environ))
+        run_path = choose_run_dir(cfg, resolved, run_dir)
+        cfg = resolved
+        cfg.run_dir = str(run_path)
+        # One writer per run dir: process 0 of the job, and only if it writes anything.
+        lock = None
+        if cfg.logger.enabled and jax.process_index() == 0:
+            check_run_dir(run_path)
+            check_writable(run_path)
+            lock = RunLock(run_path).acquire()
     try:
-        return _train_locked(cfg, run_path, t0, hooks, objects)
+        return _train_locked(cfg, run_path, t0, hooks, objects, clock)
     finally:
         if lock is not None:
             lock.release()
 
 
 def _train_locked(
-    cfg: DictConfig, run_path: Path, t0: float, hooks: Sequence[Hook], objects: Objects
+    cfg: DictConfig,
+    run_path: Path,
+    t0: float,
+    hooks: Sequence[Hook],
+    objects: Objects,
+    clock: timing.RunClock,
 ) -> TrainResult:
     cache = enable_compile_cache(cfg.trainer.compile_cache)
     identity = config_identity(cfg)  # before the data fills in model.num_outputs
     checkpointer = None
     try:
-        if cfg.trainer.resume not in ("auto", "never"):
-            resume_source(cfg.trainer.resume)  # a bad path fails before the data loads
-        parts = build_parts(cfg, objects)
-        _check_data(cfg, parts, run_path)
-        feed = make_feed(cfg, parts)
+        with clock.phase("data"):
+            if cfg.trainer.resume not in ("auto", "never"):
+                resume_source(cfg.trainer.resume)  # a bad path fails before the data loads
+            parts = build_parts(cfg, objects)
+            _check_data(cfg, parts, run_path)
+            feed = make_feed(cfg, parts)
+        init_start = time.perf_counter()  # until the loop: state, checkpointer, run.json
         state = parts.init_state()
         if cfg.checkpoint.enabled and cfg.logger.enabled:
             checkpointer = Checkpointer(
@@ -292,30 +301,39 @@ def _train_locked(
     if start_step:
         progress.message(f"resumed {run_path} at step {start_step}")
     progress.start(start_step)
+    clock.add("init", time.perf_counter() - init_start)
     try:
+        loop_start = time.perf_counter()
         state, status = loop.run(state, start_step)
+        clock.add_loop(time.perf_counter() - loop_start, loop.timings)
         progress.close()
         final = dict(carry.eval_metrics)
         if status == "completed":
-            final.update(_test_metrics(loop, state, checkpointer))
+            final.update(_test_metrics(loop, state, checkpointer, clock))
     except BaseException as exc:
         progress.close(finished=False)
         raised = _record_failure(exc, cfg, loop, checkpointer, outputs, cache)
         if raised is exc:
             raise
         raise raised from exc
+    shutdown_start = time.perf_counter()
     if checkpointer is not None:
         checkpointer.close()
     cache.close()
-    outputs.finish(
-        status,
-        compile_cache=cache.as_dict(),
-        final_metrics=final,
-        best=carry.best.as_dict(),
-        skipped_steps=carry.skipped_steps,
-        total_time_s=time.perf_counter() - t0,
-        **loop.timings,
-    )
+    try:
+        outputs.close(status)  # the metric writers, closed before run.json's last write
+    finally:  # run.json records the run even when a writer's last flush fails
+        clock.add("shutdown", time.perf_counter() - shutdown_start)
+        outputs.finish(
+            status,
+            compile_cache=cache.as_dict(),
+            final_metrics=final,
+            best=carry.best.as_dict(),
+            skipped_steps=carry.skipped_steps,
+            total_time_s=time.perf_counter() - t0,
+            **clock.as_fields(),
+            **loop.timings,
+        )
     return TrainResult(
         state, outputs.history, final, run_path, cfg, carry.best.as_dict(), status, run_id
     )
@@ -361,10 +379,22 @@ def _record_failure(
 
 
 def _test_metrics(
-    loop: Loop, state: TrainState, checkpointer: Checkpointer | None
+    loop: Loop, state: TrainState, checkpointer: Checkpointer | None, clock: timing.RunClock
 ) -> dict[str, float]:
     """The test split scored on the best checkpoint (the final state without checkpoints);
     with task.report_at_end, every metric of it goes to report/ too."""
+    with clock.phase("final_evaluation"):
+        metrics, document = _score_test(loop, state, checkpointer)
+    if loop.cfg.task.report_at_end and loop.outputs.enabled:
+        with clock.phase("report"):
+            write_evaluation(loop.outputs.run_dir, document)
+    return metrics
+
+
+def _score_test(
+    loop: Loop, state: TrainState, checkpointer: Checkpointer | None
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """(the test metrics, their evaluation document), written to the run's metrics."""
     cfg, step = loop.cfg, loop.cfg.trainer.steps
     best_step = checkpointer.best_step() if checkpointer is not None else None
     kind = "best" if best_step is not None else "final"
@@ -383,6 +413,4 @@ def _test_metrics(
         + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
     )
     loop.outputs.update(test_checkpoint_step=checkpoint["step"])
-    if cfg.task.report_at_end and loop.outputs.enabled:
-        write_evaluation(loop.outputs.run_dir, document)
-    return metrics
+    return metrics, document

@@ -1,6 +1,7 @@
 """MFU's numerator: XLA's cost analysis of the compiled step, and the 6·N + attention
 estimate used where a backend offers no cost analysis; they must agree."""
 
+import json
 import logging
 
 import jax
@@ -32,3 +33,27 @@ def test_estimate_agrees_with_xla_cost_analysis(recipe, overrides):
     # Measured: 0.996 (MLP: dense layers are all of it), 1.08 (transformer: the estimate
     # counts the embedding lookup as a matmul).
     assert counted is not None and estimated == pytest.approx(counted, rel=0.15)
+
+
+def test_the_cpu_peak_is_measured_once_per_machine_and_kept(tmp_path, monkeypatch):
+    """The matmul measurement costs every run's start-up ~0.3 s: it is kept per CPU
+    model, core count and jax version, and read back by later runs."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    flops.measured_cpu_peak.cache_clear()
+    try:
+        measured = flops.measured_cpu_peak()
+        assert measured > 1e8  # any CPU sustains more than 0.1 GFLOP/s
+        path = tmp_path / "jaxfw" / flops.CPU_PEAK_FILE
+        kept = json.loads(path.read_text())
+        assert list(kept.values()) == [measured]
+        (key,) = kept
+        assert jax.__version__ in key
+        path.write_text(json.dumps({key: 123.0e9}))  # what an earlier run measured
+        flops.measured_cpu_peak.cache_clear()
+        assert flops.measured_cpu_peak() == 123.0e9
+        path.write_text("not json")  # a damaged file: measured again, and rewritten
+        flops.measured_cpu_peak.cache_clear()
+        assert flops.measured_cpu_peak() > 1e8
+        assert key in json.loads(path.read_text())
+    finally:
+        flops.measured_cpu_peak.cache_clear()

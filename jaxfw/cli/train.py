@@ -14,11 +14,14 @@ The run dir is checked before Hydra writes into it: a folder that is not a jaxfw
 refused, and an existing run keeps its `.hydra/` record of the command that made it.
 """
 
+import atexit
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import sys
+import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +42,7 @@ from jaxfw.config.validate import validate_config
 from jaxfw.errors import UserError
 from jaxfw.failures import INTERRUPTED_EXIT, ForeignThreadOutput, RunFailed
 from jaxfw.json_values import to_jsonable
+from jaxfw.observe import timing
 from jaxfw.run_guard import check_run_dir, check_writable, is_run_dir, refuse_if_locked
 
 PROG = "jaxfw-train"
@@ -193,9 +197,17 @@ def _train_job(cfg: DictConfig) -> Any:
         _fail(exc)
 
 
+# When hydra.main() was called: its composition and job set-up count as config.
+_hydra_called_at: float | None = None
+
+
 def _run_job(cfg: DictConfig) -> Any:
     """A run; in a sweep, returns its best task.best_metric value (what the Optuna
     sweeper optimises; None for a failed job)."""
+    global _hydra_called_at
+    if _hydra_called_at is not None:
+        timing.add("config", time.perf_counter() - _hydra_called_at)
+        _hydra_called_at = None
     hydra_cfg = HydraConfig.get()
     if hydra_cfg.mode.name != "MULTIRUN":
         _report(_train_job(cfg))
@@ -255,23 +267,57 @@ def _report(result: Any) -> None:
     print(f"{summary}  run_dir {result.run_dir}")
 
 
+def _import_trainer(configs: list[DictConfig]) -> None:
+    """Import the training stack before the run dir checks when a single run is about to
+    start, so run.json's time split counts it as imports rather than config (a sweep's
+    jobs may run elsewhere, e.g. under a Slurm launcher)."""
+    if len(configs) == 1:
+        import jaxfw.trainer  # noqa: F401
+
+
+def _exit_now() -> None:
+    """End the command's process without the interpreter's teardown: freeing every
+    module and XLA's client takes over a second after a run. Everything the run wrote
+    is closed by now; the atexit handlers (logging's flush, JAX's clean-up) still run."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # e.g. a closed pipe
+            stream.flush()
+    os._exit(0)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """The command (arguments from sys.argv: the process ends when it is done) or, with
+    `argv` given, the same in this process, which then goes on."""
+    command = argv is None
+    _main(list(sys.argv[1:] if argv is None else argv))
+    # Under a profiler or coverage the interpreter's own exit writes their results.
+    if command and sys.getprofile() is None and sys.gettrace() is None:
+        _exit_now()
+
+
+def _main(argv: list[str]) -> None:
+    global _hydra_called_at
+    timing.count_from_process_start()
     # Hydra reads a non-ASCII word (name=café) only quoted; quote it for the user.
     argv = [quoted_override(arg) or arg for arg in argv]
     xla_flags.configure()  # before JAX starts its backend
     # A log line that cannot be written (train.log on a full disk) is dropped instead of
     # printing a traceback per line; the run's own failure is reported in one sentence.
     logging.raiseExceptions = False
-    register_configs()
     try:
-        configs = check_overrides(argv)
-        argv += _resume_dir_override(argv, configs)
-        argv += _check_run_dir(argv, configs)
+        with timing.timed("config"):
+            register_configs()
+            configs = check_overrides(argv)
+        _import_trainer(configs)
+        with timing.timed("config"):
+            argv += _resume_dir_override(argv, configs)
+            argv += _check_run_dir(argv, configs)
     except UserError as exc:
         _fail(exc)
     sys.argv = [PROG, *argv]
     _sweep_jobs.clear()
+    _hydra_called_at = time.perf_counter()
     try:
         hydra.main(config_path=str(conf_dir()), config_name=PRIMARY_CONFIG, version_base="1.3")(
             _run_job

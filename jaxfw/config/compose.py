@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from jaxfw.config.errors import parse_failure, quoted_override, translate_config_error
 from jaxfw.config.paths import conf_dir, recipes_dir
-from jaxfw.config.schema import register_schema
+from jaxfw.config.schema import SCHEMA_NAME, register_schema
 from jaxfw.errors import UserError
 
 PRIMARY_CONFIG = "config"
@@ -65,13 +65,31 @@ def _register_resolvers() -> None:
 _register_resolvers()
 
 
+# The recipe files (path, mtime, size) last stored in Hydra's ConfigStore: storing the
+# schema and recipes takes a tenth of a second or more, and the CLI registers them before
+# each composition.
+_registered: tuple | None = None
+
+
+def _recipe_files() -> tuple:
+    paths = sorted(recipes_dir().glob("*.yaml"))
+    return tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+
+
 def register_configs() -> None:
-    """Register the schema, the recipes and jaxfw's resolvers (idempotent)."""
+    """Register the schema, the recipes and jaxfw's resolvers (idempotent; a recipe file
+    edited since, e.g. in a notebook session, is stored again)."""
+    global _registered
     _register_resolvers()
-    register_schema()
     store = ConfigStore.instance()
-    for path in sorted(recipes_dir().glob("*.yaml")):
-        store.store(group="recipe", name=path.stem, node=OmegaConf.load(path), package="_global_")
+    files = _recipe_files()
+    if files == _registered and f"{SCHEMA_NAME}.yaml" in store.repo:
+        return
+    register_schema()
+    for path, *_ in files:
+        stem = PurePath(path).stem
+        store.store(group="recipe", name=stem, node=OmegaConf.load(path), package="_global_")
+    _registered = files
 
 
 def compose(recipe: str | None = None, overrides: Sequence[str] = ()) -> DictConfig:

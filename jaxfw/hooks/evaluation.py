@@ -1,6 +1,7 @@
 """Evaluation every trainer.eval_every steps (and after the last) on the validation split,
 and the best value of task.best_metric so far."""
 
+import time
 from typing import Any
 
 from omegaconf import DictConfig
@@ -40,6 +41,7 @@ class EvalHook(Hook):
 
     def after_call(self, ctx: Any) -> None:
         step = ctx.step
+        start = time.perf_counter()
         metrics = evaluate(
             ctx.parts.steps.eval,
             ctx.parts.task,
@@ -50,6 +52,9 @@ class EvalHook(Hook):
             "eval",
             self.metric_names,
         )
+        # run.json's time split: the loop's time less this is training (evaluate() returns
+        # host floats, so the evaluation has finished here).
+        ctx.timings["evals_s"] = ctx.timings.get("evals_s", 0.0) + time.perf_counter() - start
         ctx.outputs.write(step, metrics)
         ctx.progress.message(
             f"step {step}: " + "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())

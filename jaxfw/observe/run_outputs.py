@@ -54,6 +54,7 @@ class RunOutputs:
         self._batch_log: JsonlWriter | None = None
         self._hparams: tuple[TensorBoardWriter, dict[str, Any], float] | None = None
         self._mlflow: MlflowWriter | None = None
+        self._closed = False
         writers: list[Any] = []
         if self.enabled:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -112,21 +113,29 @@ class RunOutputs:
         if self._batch_log is not None:
             self._batch_log.write(step, {"batch/crc32": batch_checksum(batch)})
 
+    def close(self, status: str) -> None:
+        """Close the metric files (once), the last thing before run.json's final record:
+        the trainer times it as part of the run's shutdown."""
+        if self._closed:
+            return
+        self._closed = True
+        # TensorBoard's HParams dashboard. Not for a failed run: its failure may be a
+        # full disk, where TensorBoard's writer thread would print a traceback.
+        if self._hparams is not None and status != "failed":
+            write_hparams(self._hparams[0], self._hparams[1], status, self._hparams[2])
+        try:
+            if self._mlflow is not None:
+                self._mlflow.finish(status)  # before close(): close() means "completed"
+        finally:
+            self._writers.close()
+        if self._batch_log is not None:
+            self._batch_log.close()
+
     def finish(self, status: str, **fields: Any) -> None:
         """Close the files and record the status; run.json is written even when closing
         a writer fails (e.g. its last flush on a full disk)."""
         try:
-            # TensorBoard's HParams dashboard. Not for a failed run: its failure may be a
-            # full disk, where TensorBoard's writer thread would print a traceback.
-            if self._hparams is not None and status != "failed":
-                write_hparams(self._hparams[0], self._hparams[1], status, self._hparams[2])
-            try:
-                if self._mlflow is not None:
-                    self._mlflow.finish(status)  # before close(): close() means "completed"
-            finally:
-                self._writers.close()
-            if self._batch_log is not None:
-                self._batch_log.close()
+            self.close(status)
         finally:
             if self._record is not None:
                 self._record.finish(status, **fields)

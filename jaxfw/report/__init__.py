@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from jaxfw.json_values import encode_float
-from jaxfw.report import plots
 from jaxfw.report.bounds import ReportLimits, confusion_view, curves_view, even_sample, thin_curve
 from jaxfw.report.html import render_html
 
@@ -139,6 +138,10 @@ def _plot_all(
 ) -> tuple[dict[str, Path], dict[str, str]]:
     """(every plot the document and history have data for, keyed as in html.PLOT_TITLES;
     a note per plot that left something out)."""
+    # Imported here: matplotlib takes about a second to import, and a run needs it only
+    # at its end (`import jaxfw.trainer` stays quick).
+    from jaxfw.report import plots
+
     metrics = document.get("metrics") or {}
     curves = document.get("curves") or {}
     out: dict[str, Path] = {}
