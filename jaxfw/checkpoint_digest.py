@@ -31,6 +31,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -173,6 +174,40 @@ def state_digest(tree: Any, started: list[jax.Array] | None = None) -> dict[str,
     """{leaf name: 8 hex digits}; `started` is `start_state_digest(tree)` if dispatched."""
     values = jax.device_get(start_state_digest(tree) if started is None else started)
     return {name: f"{int(v):08x}" for name, v in zip(leaf_names(tree), values, strict=True)}
+
+
+def _unsigned_words(host: np.ndarray) -> np.ndarray:
+    """`host`'s bytes as unsigned integers that `_words` maps to the same words as the
+    original dtype (bool and 8/16/32-bit: the same item size; 64-bit: two uint32 words,
+    low first, as XLA's bitcast splits them), in a dtype DLPack takes (not bfloat16)."""
+    if host.dtype.itemsize == 8:
+        return host.reshape(-1).view(np.uint32).reshape(*host.shape, 2)
+    return host.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[host.dtype.itemsize])
+
+
+@jax.jit
+def _digest_together(leaves: list[jax.Array]) -> jax.Array:
+    return jnp.stack([_leaf_digest(leaf, True) for leaf in leaves])
+
+
+# Arrays this large get a program of their own (`_compiled`): XLA:CPU digests 157 MB in
+# half the CPU time that way; the smaller ones share one program, one dispatch instead
+# of one per array (~0.1 ms of Python each).
+_OWN_PROGRAM_BYTES = 1 << 20
+
+
+def host_digest(names: list[str], hosts: list[np.ndarray]) -> dict[str, str]:
+    """`state_digest` of the arrays copied to host memory (`hosts`, in `leaf_names` order,
+    C-contiguous; bool, integer and floating types), without copying them again: XLA
+    reads the host buffers in place (DLPack). The GIL is released while it runs."""
+    views = [jnp.from_dlpack(_unsigned_words(host)) for host in hosts]
+    large = [i for i, host in enumerate(hosts) if host.nbytes >= _OWN_PROGRAM_BYTES]
+    small = [i for i in range(len(hosts)) if i not in set(large)]
+    started = [_compiled(None)(views[i], True) for i in large]  # dispatched, all running
+    values = dict(zip(large, started, strict=True))
+    if small:
+        values.update(zip(small, _digest_together([views[i] for i in small]), strict=True))
+    return {name: f"{int(values[i]):08x}" for i, name in enumerate(names)}
 
 
 def state_dtypes(tree: Any) -> dict[str, str]:

@@ -156,15 +156,25 @@ def _unverified(run_dir: Path, step: int) -> dict[str, np.ndarray]:
     return dict(zip(digest.leaf_names(state), map(np.asarray, jax.tree.leaves(state)), strict=True))
 
 
+def _chunk_files(state: Path) -> list[Path]:
+    """The files holding a checkpoint's array data: zarr chunks (state/<array>/0.0, as
+    jaxfw's local writer writes them, uncompressed) or, from Orbax's own writer, its
+    OCDBT store's (state/ocdbt.process_*/d/*, zstd-compressed)."""
+    zarr = [
+        path
+        for path in state.glob("*/*")
+        if path.name != ".zarray" and (path.parent / ".zarray").is_file()
+    ]
+    return [*zarr, *state.glob("ocdbt.process_*/d/*")]
+
+
 def _flip_tensor_bytes(run_dir: Path, step: int) -> list[str]:
-    """Flip one bit at a time inside the array data of checkpoint `step` (the chunk files
-    Orbax's OCDBT store writes under state/ocdbt.process_*/d/, zstd-compressed) until the
+    """Flip one bit at a time inside the array data of checkpoint `step` until the
     checkpoint still reads with plain Orbax but holds other values, as bit rot on disk
     would leave it. Returns the arrays whose values changed."""
     clean = _unverified(run_dir, step)
     chunks = sorted(
-        (run_dir / f"checkpoints/{step}/state").glob("ocdbt.process_*/d/*"),
-        key=lambda path: path.stat().st_size,
+        _chunk_files(run_dir / f"checkpoints/{step}/state"), key=lambda path: path.stat().st_size
     )
     largest = chunks[-1]  # the big kernels and their optimizer moments
     original = largest.read_bytes()

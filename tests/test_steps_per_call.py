@@ -80,9 +80,7 @@ def single_steps(tmp_path_factory):
     return jaxfw.train(cfg, run_dir=tmp_path_factory.mktemp("k1"))
 
 
-def test_auto_times_eight_single_steps_then_runs_aligned_calls(
-    tmp_path, monkeypatch, single_steps
-):
+def test_auto_times_eight_single_steps_then_runs_aligned_calls(tmp_path, monkeypatch, single_steps):
     result, calls, record = _auto_run(tmp_path, monkeypatch, host_share=0.0)
     assert record["mode"] == "auto" and record["steps_per_call"] == 16
     assert record["candidates"] == [1, 2, 4, 8, 16]

@@ -69,4 +69,7 @@ class CheckpointHook(Hook):
             "best": carry.best.as_dict(),
             "skipped_steps": carry.skipped_steps,
         }
+        start = time.perf_counter()
         self.checkpointer.save(step, ctx.state, ctx.feed, meta, metrics, wait=wait)
+        # The loop's host time in saves (the final one waited for included): run.json.
+        ctx.timings["saves_s"] = ctx.timings.get("saves_s", 0.0) + time.perf_counter() - start
