@@ -162,6 +162,10 @@ def test_sigkill_at_an_arbitrary_step_then_same_command_resumes_exactly(variant,
     assert [p.name for p in (cwd / "runs/digits_mlp").iterdir()] == [run_dir.name]
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "completed" and run["run_id"] == run_id
+    # Without trainer.steps_per_execution the resumed run chose its steps per call again
+    # from its own timings (auto): the same steps either way.
+    fixed = any(a.startswith("trainer.steps_per_execution=") for a in args)
+    assert run["steps_per_execution"]["mode"] == ("fixed" if fixed else "auto")
     (resume,) = run["resumes"]
     # The latest save that was complete when the process died (newer ones may have been
     # in flight and are ignored).
