@@ -12,6 +12,13 @@ with bias; mean next-token cross-entropy; AdamW (decay on >= 2-dim weights) afte
 Protocol (stdin/stdout, one line each): starts with a JSON line of settings as argv[1]
 and answers a JSON "ready" line after `warmup` steps; then each input line `N` runs N
 steps and answers {"seconds": wall time of the N steps, "loss": last loss}; EOF ends.
+
+Learning mode (benchmarks/lm_learning.py: settings carry "learning", an .npz of the
+training batches in order and the held-out windows): jaxfw's initialisation scheme
+(kernels truncated-normal lecun, fan-in; biases zero; embeddings and positions N(0, 0.02))
+instead of torch's defaults, the settings' AdamW, clipping and schedule (constant or
+warmup-cosine), one pass over the batches, and one answer line
+{"held_out": {step: mean next-byte cross-entropy}, "seconds": ..., "torch": version}.
 """
 
 import json
@@ -67,8 +74,82 @@ class Transformer(nn.Module):
         return self.head(self.ln(x))
 
 
+def lecun_init(model: nn.Module) -> None:
+    """Flax's lecun_normal (truncated at 2 std, std corrected for the truncation) on every
+    Linear weight, zero biases: jaxfw's scheme, not torch's kaiming-uniform default."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                fan_in = module.weight.shape[1]
+                std = math.sqrt(1.0 / fan_in) / 0.87962566103423978
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                if module.bias is not None:
+                    module.bias.zero_()
+
+
+def learning_rate(s: dict, step: int) -> float:
+    """The settings' schedule at 0-based `step`, as optax's (constant, warmup_cosine)."""
+    warmup = min(s["warmup_steps"], s["steps"])
+    if step < warmup:
+        return s["lr"] * step / warmup
+    if s["schedule"] == "constant":
+        return s["lr"]
+    end = s["lr"] * s["final_lr_fraction"]
+    decay = max(s["steps"], warmup + 1) - warmup
+    progress = min(step - warmup, decay) / decay
+    return end + (s["lr"] - end) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def held_out_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(inputs), 64):
+            logits = model(inputs[start : start + 64])
+            y = targets[start : start + 64]
+            total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
+    return total / targets.numel()
+
+
+def learn(s: dict) -> None:
+    import numpy as np
+
+    torch.manual_seed(s["seed"])
+    data = np.load(s["learning"])
+    batches = zip(data["inputs"], data["targets"], strict=True)
+    held = (
+        torch.from_numpy(data["held_inputs"]).long(),
+        torch.from_numpy(data["held_targets"]).long(),
+    )
+    model = Transformer(s["vocab"], s["layers"], s["embed"], s["heads"], s["mlp"], s["seq_len"])
+    lecun_init(model)
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": s["weight_decay"]}, {"params": no_decay}],
+        lr=s["lr"], betas=(s["b1"], s["b2"]), eps=s["eps"], weight_decay=0.0,
+    )  # fmt: skip
+    losses, start = {}, time.perf_counter()
+    for step, (x, y) in enumerate(batches, 1):
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(s, step - 1)
+        logits = model.train()(torch.from_numpy(x).long())
+        loss = F.cross_entropy(logits.flatten(0, 1), torch.from_numpy(y).long().flatten())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if s["clip"] is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s["clip"])
+        opt.step()
+        if step in s["eval_steps"]:
+            losses[step] = held_out_loss(model.eval(), *held)
+    seconds = round(time.perf_counter() - start, 1)
+    print(json.dumps({"held_out": losses, "seconds": seconds, "torch": torch.__version__}))
+
+
 def main() -> None:
     s = json.loads(sys.argv[1])
+    if "learning" in s:
+        learn(s)
+        return
     torch.manual_seed(s["seed"])
     if s.get("threads"):
         torch.set_num_threads(s["threads"])

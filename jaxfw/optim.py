@@ -4,18 +4,33 @@ config groups."""
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxfw.errors import UserError
 
 
 def make_schedule(cfg: Any, peak_lr: float, total_steps: int) -> optax.Schedule:
-    """The learning rate as a function of the optimizer step (0-based)."""
+    """The learning rate as a function of the optimizer step (0-based): a float32 array
+    for every schedule, so the value can go wherever an array can (packed metrics, a
+    `jnp.where`); optax's own constant schedule returns a Python float."""
+    schedule = _schedule(cfg, peak_lr, total_steps)
+    return lambda step: jnp.asarray(schedule(step), jnp.float32)
+
+
+def _schedule(cfg: Any, peak_lr: float, total_steps: int) -> optax.Schedule:
     # A warmup longer than the run (e.g. `debug=fast`) is cut to the run's length.
     warmup = min(cfg.warmup_steps, total_steps)
     end_lr = peak_lr * cfg.final_lr_fraction
     if cfg.name == "constant":
-        return optax.constant_schedule(peak_lr)
+        # schedule.warmup_steps applies here too: `recipe=lm_tiny schedule=constant`
+        # keeps the recipe's warmup_steps, and the run's config says so.
+        if warmup == 0:
+            return optax.constant_schedule(peak_lr)
+        return optax.join_schedules(
+            [optax.linear_schedule(0.0, peak_lr, warmup), optax.constant_schedule(peak_lr)],
+            boundaries=[warmup],
+        )
     if cfg.name == "warmup_cosine":
         return optax.warmup_cosine_decay_schedule(
             init_value=0.0,
