@@ -28,15 +28,31 @@ from jaxfw.report.bounds import (
 DPI = 110
 SINGLE = (6.0, 4.0)  # inches: one panel
 DOUBLE = (10.0, 4.0)  # inches: two panels side by side
-# History keys that are not model-quality metrics: they get no line in the metric panel.
-NOT_METRICS = {"loss", "lr", "grad_norm", "samples_per_s", "skipped_steps", "time"}
+# History keys that are not model-quality metrics: they get no line in the metric panel
+# (a memory figure in MB would flatten every accuracy to the axis).
+NOT_METRICS = {
+    "loss", "lr", "grad_norm", "samples_per_s", "tokens_per_s", "step_time_s",
+    "data_wait_fraction", "mfu", "host_memory_mb", "device_memory_mb",
+    "device_peak_memory_mb", "skipped_steps", "time",
+}  # fmt: skip
 SERIES_PREFIXES = ("train", "eval")
 SERIES_STYLE = {"train": "-", "eval": "--"}
 MARKER_POINTS = 200  # series up to this many points get a marker per point
 
 
-def _figure(size: tuple[float, float]) -> Figure:
-    fig = Figure(figsize=size, dpi=DPI, layout="constrained")
+# Fixed margins (fractions of the figure) for the figures whose labels are known to be
+# short (axes on [0, 1], step numbers, losses): matplotlib's constrained layout measures
+# every text first, a third of a report's drawing time; the confusion matrix (class names
+# of any length) and the residuals keep it.
+CURVES_MARGINS = {"left": 0.11, "right": 0.97, "bottom": 0.12, "top": 0.92}
+TRAINING_MARGINS = {"left": 0.075, "right": 0.985, "bottom": 0.12, "top": 0.84, "wspace": 0.22}
+RELIABILITY_MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.1, "top": 0.93, "hspace": 0.12}
+
+
+def _figure(size: tuple[float, float], margins: dict[str, float] | None = None) -> Figure:
+    fig = Figure(figsize=size, dpi=DPI, layout=None if margins else "constrained")
+    if margins:
+        fig.subplots_adjust(**margins)
     FigureCanvasAgg(fig)
     return fig
 
@@ -105,7 +121,7 @@ def plot_training_curves(
     max_points = max_points or ReportLimits().history_points
     series = history_series(history)
     losses, metrics = _curve_names(series)
-    fig = _figure(DOUBLE)
+    fig = _figure(DOUBLE, TRAINING_MARGINS)
     loss_ax, metric_ax = fig.subplots(1, 2)
     for key in losses:
         steps, values, marker = _bounded(series[key], max_points)
@@ -188,7 +204,7 @@ def curves_figure(
     """One line per drawn class with its score in the legend, the macro average (black,
     thick) when classes were left out, and the chance diagonal for ROC."""
     step = view.score == "ap"
-    fig = _figure(SINGLE)
+    fig = _figure(SINGLE, CURVES_MARGINS)
     ax = fig.subplots()
     for name, (x, y, value) in view.drawn.items():
         label = f"{name} ({view.score.upper()} {value:.3f})" if math.isfinite(value) else str(name)
@@ -264,7 +280,7 @@ def plot_reliability(
     count = np.asarray([as_float(c) for c in reliability.get("count", [])])
     lefts, widths = edges[:-1], np.diff(edges)
     centers = lefts + widths / 2
-    fig = _figure((6.0, 5.0))
+    fig = _figure((6.0, 5.0), RELIABILITY_MARGINS)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
     if accuracy.size == lefts.size:
         top.bar(
