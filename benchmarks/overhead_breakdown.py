@@ -144,10 +144,10 @@ def _k_steps(plain: Any, parts: Any, steps: int, repeats: int, k: int = 16) -> d
             wall[name].append(_steps_us(fn, calls)[0] / k)
     size = len(chunk["targets"][0])
     inputs, targets = parts.data.train.inputs, parts.data.train.targets
-    order = np.random.default_rng(0).permutation(len(parts.data.train))
+    rng = np.random.default_rng(0)
+    rows = [rng.permutation(len(parts.data.train))[:size] for _ in range(k)]
 
     def hand_gathers() -> Any:
-        rows = [order[i * size : (i + 1) * size] for i in range(k)]
         return np.stack([inputs[r] for r in rows]), np.stack([targets[r] for r in rows])
 
     def next_and_stack() -> Any:
