@@ -29,13 +29,19 @@ def _lm_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
     return LanguageModeling(vocab).loss(logits, {"targets": targets})[0]
 
 
-def _hand_optimizer(cfg: Any) -> optax.GradientTransformation:
-    """AdamW on a warmup-cosine schedule, decay on >= 2-dim weights, optional clipping."""
+def hand_optimizer(cfg: Any) -> optax.GradientTransformation:
+    """AdamW as a user writes it from the config's numbers (not through jaxfw.optim): a
+    constant or warmup-cosine rate, decay on >= 2-dim weights, optional clipping."""
     opt, sched, steps = cfg.optimizer, cfg.schedule, cfg.trainer.steps
-    warmup = min(sched.warmup_steps, steps)
-    schedule = optax.warmup_cosine_decay_schedule(
-        0.0, opt.lr, warmup, max(steps, warmup + 1), opt.lr * sched.final_lr_fraction
-    )
+    if sched.name == "constant":
+        schedule = opt.lr
+    elif sched.name == "warmup_cosine":
+        warmup = min(sched.warmup_steps, steps)
+        schedule = optax.warmup_cosine_decay_schedule(
+            0.0, opt.lr, warmup, max(steps, warmup + 1), opt.lr * sched.final_lr_fraction
+        )
+    else:
+        raise SystemExit(f"the hand-written loop has no schedule {sched.name!r}")
     adamw = optax.adamw(
         schedule,
         b1=opt.b1,
@@ -59,7 +65,7 @@ def hand_step(
     model_cfg = OmegaConf.to_container(cfg.model)
     model_cfg["num_outputs"] = num_classes
     module: nn.Module = instantiate(model_cfg)
-    tx = _hand_optimizer(cfg)
+    tx = hand_optimizer(cfg)
     loss_of = {"classification": _classification_loss, "lm": _lm_loss}[task]
     init_key, dropout_key = jax.random.split(jax.random.key(cfg.seed))
     params = nn.unbox(module.init(init_key, example))["params"]

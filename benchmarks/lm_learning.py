@@ -196,41 +196,15 @@ def _flax_model(m: Any, seq_len: int) -> Any:
     return Transformer()
 
 
-def _flax_optimizer(plain: Any) -> Any:
-    """AdamW as a user writes it from the config's numbers (not through jaxfw.optim)."""
-    import jax
-    import optax
-
-    opt, sched, steps = plain.optimizer, plain.schedule, plain.trainer.steps
-    if sched.name == "constant":
-        lr = opt.lr
-    elif sched.name == "warmup_cosine":
-        warmup = min(sched.warmup_steps, steps)
-        end = opt.lr * sched.final_lr_fraction
-        lr = optax.warmup_cosine_decay_schedule(0.0, opt.lr, warmup, max(steps, warmup + 1), end)
-    else:
-        raise SystemExit(f"the flax side has no schedule {sched.name!r}")
-    adamw = optax.adamw(
-        lr,
-        b1=opt.b1,
-        b2=opt.b2,
-        eps=opt.eps,
-        weight_decay=opt.weight_decay,
-        mask=lambda params: jax.tree.map(lambda p: p.ndim >= 2, params),
-    )
-    if opt.clip_grad_norm is None:
-        return adamw
-    return optax.chain(optax.clip_by_global_norm(opt.clip_grad_norm), adamw)
-
-
 def _flax_side(
     plain: Any, batches: list[dict], eval_steps: list[int], score_of: Any
 ) -> dict[str, Any]:
     import jax
     import optax
+    from hand_loop import hand_optimizer  # the same AdamW as overhead.py's hand loop
 
     model = _flax_model(plain.model, plain.data.seq_len)
-    tx = _flax_optimizer(plain)
+    tx = hand_optimizer(plain)
     params = model.init(jax.random.key(plain.seed), batches[0]["inputs"])["params"]
     opt_state = tx.init(params)
 

@@ -8,7 +8,7 @@ The same model, shapes and optimizer, trained on random byte tokens (speed only)
 - `flax`: a Flax + Optax loop as a user would write it: `nn.MultiHeadDotProductAttention`
   with `nn.make_causal_mask`, `nn.LayerNorm`, `nn.gelu`, `nn.Dense` on [B, T, D], mean
   `optax.softmax_cross_entropy_with_integer_labels`, the recipe's AdamW + warmup-cosine +
-  clipping (`_hand_optimizer` of benchmarks/overhead.py), one `jax.jit` step with the
+  clipping (`hand_optimizer` of benchmarks/hand_loop.py), one `jax.jit` step with the
   state donated;
 - `jaxfw`: jaxfw's own step and model: `jaxfw.build.build_parts` on the lm_tiny recipe
   (`jaxfw.models.Transformer`, the LM task's loss and accuracy, the recipe's optimizer),
@@ -120,10 +120,10 @@ def _flax_step(plain: Any, batches: list[dict]) -> tuple[Any, Any]:
     import jax
     import jax.numpy as jnp
     import optax
-    from hand_loop import _classification_loss, _hand_optimizer
+    from hand_loop import _classification_loss, hand_optimizer
 
     model = _straightforward_model(_settings(plain))
-    tx = _hand_optimizer(plain)
+    tx = hand_optimizer(plain)
     params = nn.unbox(model.init(jax.random.key(plain.seed), batches[0]["inputs"]))["params"]
     state = (params, tx.init(params))
 
